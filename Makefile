@@ -1,0 +1,72 @@
+# Vigil. `make run` starts the guard in audit mode on this host; `make test`
+# runs every test tier. Both install what they need (scripts/deps.sh).
+SHELL      := /bin/bash
+GO         ?= go
+BIN        := bin/vigil
+CACHE      ?= /var/cache/vigil
+GOTESTFLAGS ?=
+export CACHE
+
+.PHONY: all build run test unit generate check-generate rules vmtest e2e bench deps clean
+
+all: build
+
+deps:
+	@scripts/deps.sh all
+
+build:
+	@echo "==> build $(BIN)"
+	@$(GO) build -trimpath -o $(BIN) ./cmd/vigil
+
+# Starts the guard on this host in audit mode, printing events and alerts.
+run: build
+	@scripts/deps.sh base
+	@$(MAKE) --no-print-directory rules
+	@echo "==> starting vigil guard (audit mode); Ctrl-C to stop"
+	sudo $(BIN) guard --mode audit --rules wasm-rules/build --events=alerts
+
+generate:
+	@scripts/deps.sh base
+	@echo "==> go generate (bpf2go with Debian clang 14)"
+	@$(GO) generate ./bpf/... ./guard/event/...
+
+# Fails when the committed generated code is stale (only where clang exists).
+check-generate:
+	@if command -v clang-14 >/dev/null; then \
+		$(MAKE) --no-print-directory generate && \
+		git diff --exit-code --stat -- bpf/ sdk/ docs/fields.md || \
+		{ echo "generated code is stale: run make generate and commit"; exit 1; }; \
+	else echo "==> clang-14 absent; skipping stale-output check"; fi
+
+rules:
+	@scripts/deps.sh wasm
+	@if [[ -x scripts/build-rules.sh ]]; then scripts/build-rules.sh; fi
+
+unit:
+	@echo "==> go vet"
+	@$(GO) vet ./...
+	@echo "==> go test (root tests included)"
+	@$(GO) test $(GOTESTFLAGS) -count=1 -timeout 20m ./...
+
+vmtest:
+	@scripts/deps.sh vm
+	@if [[ -x scripts/vmtest.sh ]]; then scripts/vmtest.sh; else echo "==> vmtest: not wired yet"; fi
+
+e2e:
+	@scripts/deps.sh k8s
+	@if [[ -x scripts/e2e.sh ]]; then scripts/e2e.sh; else echo "==> e2e: not wired yet"; fi
+
+test:
+	@scripts/deps.sh all
+	@$(MAKE) --no-print-directory check-generate
+	@$(MAKE) --no-print-directory rules
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory vmtest
+	@$(MAKE) --no-print-directory e2e
+
+bench: build
+	@scripts/deps.sh base
+	@scripts/bench.sh
+
+clean:
+	rm -rf bin wasm-rules/build

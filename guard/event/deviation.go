@@ -1,0 +1,5 @@
+package event
+
+// deviationFields are behavior-detection fields (ids 2000–2999). Owned by
+// guard/baseline.
+var deviationFields = []Field{}

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs what Vigil's build and tests need, idempotently. Each group is
+# checked before anything is fetched, so a warm machine returns in a second.
+#
+#   scripts/deps.sh base      clang/llvm/bpftool for `make generate`, runc + busybox for container tests
+#   scripts/deps.sh wasm      Rust (Debian rustc + wasm32 std), wabt, AssemblyScript (npm)
+#   scripts/deps.sh vm        qemu-system-x86 and cpio for the BPF-LSM guest tests
+#   scripts/deps.sh k8s       etcd, containerd, CNI plugins for the Kubernetes e2e
+#   scripts/deps.sh all       everything
+set -euo pipefail
+
+log() { printf '==> deps: %s\n' "$*" >&2; }
+
+need_pkgs() {
+	local missing=()
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+	done
+	if ((${#missing[@]})); then
+		log "installing Debian packages: ${missing[*]}"
+		if [[ ! -f /var/lib/apt/periodic/vigil-updated ]] || ! apt-get install -y -qq --no-install-recommends "${missing[@]}" >/tmp/vigil-apt.log 2>&1; then
+			apt-get update -qq >/tmp/vigil-apt.log 2>&1
+			mkdir -p /var/lib/apt/periodic && touch /var/lib/apt/periodic/vigil-updated
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >>/tmp/vigil-apt.log 2>&1 ||
+				{ tail -30 /tmp/vigil-apt.log >&2; exit 1; }
+		fi
+	fi
+}
+
+group_base() { need_pkgs clang-14 llvm-14 libbpf-dev bpftool runc busybox-static iproute2 ca-certificates; }
+group_wasm() {
+	need_pkgs clang-14 lld-14 wabt rustc libstd-rust-dev-wasm32 nodejs npm
+}
+group_vm() { need_pkgs qemu-system-x86 cpio; }
+group_k8s() { need_pkgs etcd-server containerd containernetworking-plugins iptables conntrack; }
+
+export DEBIAN_FRONTEND=noninteractive
+[[ $# -eq 0 ]] && set -- all
+for g in "$@"; do
+	case "$g" in
+	all) group_base; group_wasm; group_vm; group_k8s ;;
+	base | wasm | vm | k8s) "group_$g" ;;
+	*) echo "unknown group $g" >&2; exit 2 ;;
+	esac
+done
