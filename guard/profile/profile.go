@@ -59,8 +59,8 @@ type Privilege struct {
 // Expected is what a container is supposed to do, derived from its manifest
 // at admission plus user annotations.
 type Expected struct {
-	Key   Key      `json:"key"`
-	Image string   `json:"image"`
+	Key   Key    `json:"key"`
+	Image string `json:"image"`
 	// Executables are paths or names expected to run: the entrypoint,
 	// command[0], exec probes and lifecycle hooks, and annotated extras.
 	Executables []string `json:"executables,omitempty"`
