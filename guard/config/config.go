@@ -1,0 +1,317 @@
+// Package config owns the guard's configuration file: its schema, defaults,
+// presets and validation. Everything else receives the parsed Config struct;
+// nothing reads flags or files on its own.
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/vigilsec/vigil/guard/alert"
+)
+
+// Duration is a time.Duration that reads "100ms", "5m" in YAML/JSON.
+type Duration time.Duration
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string like \"5s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// Std returns the time.Duration.
+func (d Duration) Std() time.Duration { return time.Duration(d) }
+
+// ModeName is a mode as written in the file. YAML 1.1 reads a bare `off`
+// as the boolean false; ModeName turns that back into "off" so users can
+// write `mode: off` without quotes.
+type ModeName string
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (m *ModeName) UnmarshalJSON(b []byte) error {
+	switch string(b) {
+	case "false":
+		*m = "off"
+		return nil
+	case "true":
+		return errors.New("mode: a bare yes/on/true is not a mode (want off, audit or enforce)")
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("mode must be a string: %w", err)
+	}
+	switch s {
+	case "false": // sigs.k8s.io/yaml already stringified a bare off
+		s = "off"
+	case "true":
+		return errors.New("mode: a bare yes/on/true is not a mode (want off, audit or enforce)")
+	}
+	*m = ModeName(s)
+	return nil
+}
+
+// Environment presets.
+const (
+	Production = "production" // enforce by default
+	Staging    = "staging"    // audit by default
+)
+
+// Config is the guard's whole configuration.
+type Config struct {
+	// Environment is a preset: "production" (enforce) or "staging" (audit).
+	Environment string `json:"environment,omitempty"`
+	// Mode overrides the preset's default mode: off, audit or enforce.
+	Mode ModeName `json:"mode,omitempty"`
+	// Require lists enforcement backends that must be active for enforce
+	// mode to start, e.g. ["lsm"]. Without them the guard refuses to start
+	// rather than degrade silently.
+	Require []string `json:"require,omitempty"`
+	// Modes sets modes per namespace, workload ("ns/Kind/name") and rule.
+	// The most specific setting wins: rule+workload > workload > namespace
+	// > rule > default.
+	Modes Modes `json:"modes,omitempty"`
+	// SystemNamespaces are never acted upon (alerts only).
+	SystemNamespaces []string `json:"systemNamespaces,omitempty"`
+	// FailClosed pins the enforcement programs in bpffs so they keep
+	// denying while the guard is down. Default: fail open.
+	FailClosed bool `json:"failClosed,omitempty"`
+
+	StateDir string   `json:"stateDir,omitempty"`
+	Rules    Rules    `json:"rules"`
+	Sensor   Sensor   `json:"sensor"`
+	Output   Output   `json:"output"`
+	Metrics  Metrics  `json:"metrics"`
+	Baseline Baseline `json:"baseline"`
+}
+
+// Modes holds per-scope mode overrides.
+type Modes struct {
+	Namespaces map[string]ModeName `json:"namespaces,omitempty"`
+	Workloads  map[string]ModeName `json:"workloads,omitempty"`
+	Rules      map[string]ModeName `json:"rules,omitempty"`
+}
+
+// Rules configures the Wasm rule engine.
+type Rules struct {
+	Dir string `json:"dir,omitempty"`
+	// Pinning refuses modules whose sha256 is not listed in Pins.
+	Pinning bool `json:"pinning,omitempty"`
+	// Pins maps module file names to "sha256:<hex>".
+	Pins           map[string]string `json:"pins,omitempty"`
+	Timeout        Duration          `json:"timeout,omitempty"`
+	MemoryLimitMiB uint32            `json:"memoryLimitMiB,omitempty"`
+	ReloadInterval Duration          `json:"reloadInterval,omitempty"`
+	CacheDir       string            `json:"cacheDir,omitempty"`
+}
+
+// Sensor configures the eBPF sensors.
+type Sensor struct {
+	// OpenAlways are path prefixes whose every open is reported.
+	OpenAlways []string `json:"openAlways,omitempty"`
+	// OpenWrites are path prefixes whose opens for writing are reported.
+	OpenWrites []string `json:"openWrites,omitempty"`
+	// RingBufferMiB sizes the kernel→userspace ring buffer.
+	RingBufferMiB uint32 `json:"ringBufferMiB,omitempty"`
+}
+
+// Output configures where alerts go.
+type Output struct {
+	// Stdout writes JSON lines to standard output (default true).
+	Stdout *bool `json:"stdout,omitempty"`
+	// Events also prints every event, not only alerts.
+	Events        bool          `json:"events,omitempty"`
+	File          *FileOutput   `json:"file,omitempty"`
+	Falcosidekick *HTTPOutput   `json:"falcosidekick,omitempty"`
+	Syslog        *SyslogOutput `json:"syslog,omitempty"`
+	DedupWindow   Duration      `json:"dedupWindow,omitempty"`
+	QueueDepth    int           `json:"queueDepth,omitempty"`
+}
+
+// FileOutput is a rotated JSON-lines file.
+type FileOutput struct {
+	Path       string `json:"path"`
+	MaxSizeMiB int64  `json:"maxSizeMiB,omitempty"`
+	Keep       int    `json:"keep,omitempty"`
+}
+
+// HTTPOutput posts alerts in the Falcosidekick format.
+type HTTPOutput struct {
+	URL     string   `json:"url"`
+	Timeout Duration `json:"timeout,omitempty"`
+	Retries int      `json:"retries,omitempty"`
+}
+
+// SyslogOutput sends RFC 5424 messages.
+type SyslogOutput struct {
+	Network string `json:"network"` // unixgram, udp or tcp
+	Address string `json:"address"`
+}
+
+// Metrics configures the Prometheus/health endpoint.
+type Metrics struct {
+	// Listen is host:port for /metrics, /healthz and /readyz; empty
+	// disables the endpoint.
+	Listen string `json:"listen,omitempty"`
+}
+
+// Baseline configures behavior detection.
+type Baseline struct {
+	Disabled bool   `json:"disabled,omitempty"`
+	Store    string `json:"store,omitempty"`
+	// LearningWindow is the minimum time a revision learns.
+	LearningWindow Duration `json:"learningWindow,omitempty"`
+	// StableAfter: a profile is ready once no new behavior appeared for
+	// this long after the learning window.
+	StableAfter Duration `json:"stableAfter,omitempty"`
+	// ProfilesURL is the webhook's local API for expected-behavior
+	// profiles and release windows.
+	ProfilesURL string `json:"profilesURL,omitempty"`
+	// Lock denies execs outside a ready profile (enforce mode only).
+	Lock bool `json:"lock,omitempty"`
+}
+
+// Default returns the configuration used when no file is given.
+func Default() Config {
+	t := true
+	return Config{
+		Environment:      Staging,
+		SystemNamespaces: []string{"kube-system"},
+		StateDir:         "/var/lib/vigil",
+		Rules: Rules{Dir: "/etc/vigil/rules", Timeout: Duration(100 * time.Millisecond),
+			MemoryLimitMiB: 64, ReloadInterval: Duration(5 * time.Second), CacheDir: "/var/cache/vigil/wazero"},
+		Sensor:   Sensor{RingBufferMiB: 16},
+		Output:   Output{Stdout: &t, DedupWindow: Duration(time.Minute), QueueDepth: 8192},
+		Metrics:  Metrics{Listen: "127.0.0.1:9464"},
+		Baseline: Baseline{LearningWindow: Duration(5 * time.Minute), StableAfter: Duration(2 * time.Minute)},
+	}
+}
+
+// Load reads a YAML (or JSON) file over the defaults. Unknown keys are an
+// error, so a typo never silently disables a setting.
+func Load(path string) (Config, error) {
+	cfg := Default()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return cfg, fmt.Errorf("read config: %w", err)
+	}
+	if err := Parse(b, &cfg); err != nil {
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	return cfg, nil
+}
+
+// Parse decodes YAML over cfg and validates the result.
+func Parse(b []byte, cfg *Config) error {
+	if err := yaml.UnmarshalStrict(b, cfg); err != nil {
+		return err
+	}
+	return cfg.Validate()
+}
+
+// ErrInvalid wraps every validation failure.
+var ErrInvalid = errors.New("invalid config")
+
+// DefaultMode is the mode the environment preset and Mode produce.
+func (c *Config) DefaultMode() alert.Mode {
+	if c.Mode != "" {
+		m, _ := alert.ParseMode(string(c.Mode))
+		return m
+	}
+	if c.Environment == Production {
+		return alert.ModeEnforce
+	}
+	return alert.ModeAudit
+}
+
+// Validate checks every field and reports all problems at once.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	switch c.Environment {
+	case "", Production, Staging:
+	default:
+		bad("environment %q: want production or staging", c.Environment)
+	}
+	if c.Mode != "" {
+		if _, err := alert.ParseMode(string(c.Mode)); err != nil {
+			bad("mode: %v", err)
+		}
+	}
+	for _, r := range c.Require {
+		switch r {
+		case "lsm", "fanotify", "cgroup", "sigkill", "pidfd":
+		default:
+			bad("require: unknown backend %q (want lsm, fanotify, cgroup, sigkill or pidfd)", r)
+		}
+	}
+	for scope, m := range map[string]map[string]ModeName{"namespaces": c.Modes.Namespaces, "workloads": c.Modes.Workloads, "rules": c.Modes.Rules} {
+		for k, v := range m {
+			if _, err := alert.ParseMode(string(v)); err != nil {
+				bad("modes.%s[%q]: %v", scope, k, err)
+			}
+			if scope == "workloads" && strings.Count(k, "/") != 2 {
+				bad("modes.workloads[%q]: want namespace/Kind/name", k)
+			}
+		}
+	}
+	for name, pin := range c.Rules.Pins {
+		h, ok := strings.CutPrefix(pin, "sha256:")
+		if !ok || len(h) != 64 || strings.Trim(h, "0123456789abcdef") != "" {
+			bad("rules.pins[%q]: want sha256:<64 lowercase hex>", name)
+		}
+	}
+	if c.Rules.Timeout < 0 || (c.Rules.Timeout > 0 && c.Rules.Timeout.Std() < time.Millisecond) {
+		bad("rules.timeout %v: must be at least 1ms", c.Rules.Timeout.Std())
+	}
+	if c.Rules.MemoryLimitMiB > 4096 {
+		bad("rules.memoryLimitMiB %d: at most 4096 (wasm32)", c.Rules.MemoryLimitMiB)
+	}
+	for _, p := range append(append([]string(nil), c.Sensor.OpenAlways...), c.Sensor.OpenWrites...) {
+		if !strings.HasPrefix(p, "/") || len(p) > 255 {
+			bad("sensor path prefix %q: must be absolute and at most 255 bytes", p)
+		}
+	}
+	if c.Sensor.RingBufferMiB != 0 && c.Sensor.RingBufferMiB&(c.Sensor.RingBufferMiB-1) != 0 {
+		bad("sensor.ringBufferMiB %d: must be a power of two", c.Sensor.RingBufferMiB)
+	}
+	if f := c.Output.File; f != nil && f.Path == "" {
+		bad("output.file.path is empty")
+	}
+	if h := c.Output.Falcosidekick; h != nil && !strings.HasPrefix(h.URL, "http://") && !strings.HasPrefix(h.URL, "https://") {
+		bad("output.falcosidekick.url %q: want http(s)://", h.URL)
+	}
+	if s := c.Output.Syslog; s != nil {
+		switch s.Network {
+		case "unixgram", "udp", "tcp":
+		default:
+			bad("output.syslog.network %q: want unixgram, udp or tcp", s.Network)
+		}
+	}
+	if l := c.Metrics.Listen; l != "" {
+		if _, _, err := net.SplitHostPort(l); err != nil {
+			bad("metrics.listen %q: %v", l, err)
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrInvalid, errors.Join(errs...))
+}
