@@ -7,7 +7,7 @@ CACHE      ?= /var/cache/vigil
 GOTESTFLAGS ?=
 export CACHE
 
-.PHONY: all build run test unit generate check-generate rules vmtest e2e bench deps clean
+.PHONY: all build run test unit generate check-generate rules vmtest e2e bench deps clean manifests helm
 
 all: build
 
@@ -38,6 +38,13 @@ check-generate:
 		{ echo "generated code is stale: run make generate and commit"; exit 1; }; \
 	else echo "==> clang-14 absent; skipping stale-output check"; fi
 
+helm:
+	@scripts/helm-bin.sh >/dev/null
+
+# Regenerates the kustomize base from the Helm chart.
+manifests: helm
+	@scripts/manifests.sh
+
 rules:
 	@scripts/deps.sh wasm
 	@if [[ -x scripts/build-rules.sh ]]; then scripts/build-rules.sh; fi
@@ -60,6 +67,7 @@ test:
 	@scripts/deps.sh all
 	@$(MAKE) --no-print-directory check-generate
 	@$(MAKE) --no-print-directory rules
+	@$(MAKE) --no-print-directory helm
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory vmtest
 	@$(MAKE) --no-print-directory e2e
