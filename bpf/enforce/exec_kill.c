@@ -6,9 +6,14 @@
  * before the new program runs a single instruction:
  *
  *   workload := workloads[cgroup of current]
- *   if exec deny list matches the new executable (inode, prefix or name):
+ *   if exec deny list matches the new executable (inode, prefix or name)
+ *   and the verdict is "kill" (or "block" with kill_blocks set):
  *       record; bpf_send_signal(SIGKILL) when mode is enforce */
 #include "enforce.h"
+
+/* Set when no backend can block an exec (no LSM, no fanotify): then
+ * "block" verdicts are carried out as kills rather than not at all. */
+volatile const __u32 kill_blocks = 0;
 
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(vigil_exec_kill, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
@@ -24,6 +29,8 @@ int BPF_PROG(vigil_exec_kill, struct task_struct *p, pid_t old_pid, struct linux
 	r.workload = wl;
 	struct verdict *v = lookup_exec(wl, bprm->file, &r);
 	if (!v)
+		return 0;
+	if (v->action != ACTION_KILL && !kill_blocks)
 		return 0;
 	struct verdict kill = *v;
 	kill.action = ACTION_KILL;

@@ -63,6 +63,7 @@ const (
 	ExecKillMapWorkloads      = "workloads"
 	ExecKillProgVigilExecKill = "vigil_exec_kill"
 	ExecKillVarGuardTgid      = "guard_tgid"
+	ExecKillVarKillBlocks     = "kill_blocks"
 	ExecKillVarUnusedRecord   = "unused_record"
 )
 
@@ -129,6 +130,7 @@ type ExecKillMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type ExecKillVariableSpecs struct {
 	GuardTgid    *ebpf.VariableSpec `ebpf:"guard_tgid"`
+	KillBlocks   *ebpf.VariableSpec `ebpf:"kill_blocks"`
 	UnusedRecord *ebpf.VariableSpec `ebpf:"unused_record"`
 }
 
@@ -178,6 +180,7 @@ func (m *ExecKillMaps) Close() error {
 // It can be passed to LoadExecKillObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ExecKillVariables struct {
 	GuardTgid    *ebpf.Variable `ebpf:"guard_tgid"`
+	KillBlocks   *ebpf.Variable `ebpf:"kill_blocks"`
 	UnusedRecord *ebpf.Variable `ebpf:"unused_record"`
 }
 

@@ -30,7 +30,11 @@ int BPF_PROG(vigil_bprm_check, struct linux_binprm *bprm, int ret)
 	struct verdict *v = lookup_exec(wl, bprm->file, &r);
 	if (!v)
 		return 0;
-	return result(ret, decide(v, &r));
+	bool deny = decide(v, &r);
+	/* A "kill" verdict also kills the task that tried the exec. */
+	if (deny && v->action == ACTION_KILL)
+		bpf_send_signal(SIGKILL);
+	return result(ret, deny);
 }
 
 SEC("lsm/file_open")
