@@ -262,9 +262,6 @@ func (f *fanotify) respond(fd int32, resp uint32) {
 }
 
 func (f *fanotify) decide(meta unix.FanotifyEventMetadata) (uint32, *Record) {
-	if f.slow > 0 {
-		time.Sleep(f.slow)
-	}
 	cg, err := f.cgroups(meta.Pid)
 	if err != nil {
 		return unix.FAN_ALLOW, nil // the task is gone or not in a cgroup v2
@@ -282,6 +279,10 @@ func (f *fanotify) decide(meta unix.FanotifyEventMetadata) (uint32, *Record) {
 		return unix.FAN_ALLOW, nil
 	}
 	path, _ := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(meta.Fd)))
+	comm := procComm(meta.Pid)
+	if f.slow > 0 {
+		time.Sleep(f.slow)
+	}
 	f.mu.RLock()
 	var hit *fanTarget
 	for i := range f.targets {
@@ -301,7 +302,7 @@ func (f *fanotify) decide(meta unix.FanotifyEventMetadata) (uint32, *Record) {
 	rec := &Record{
 		KTimeNs: monotonicNs(), Backend: BackendFanotify, Kind: kind, Action: hit.v.action, Mode: hit.v.mode,
 		PID: uint32(meta.Pid), CgroupID: cg, WorkloadID: wl, RuleID: hit.v.rule,
-		Comm: procComm(meta.Pid), Name: filepath.Base(path), Path: path, Dev: st.Dev, Ino: st.Ino,
+		Comm: comm, Name: filepath.Base(path), Path: path, Dev: st.Dev, Ino: st.Ino,
 	}
 	if hit.v.mode == alert.ModeEnforce {
 		return unix.FAN_DENY, rec
