@@ -48,6 +48,8 @@ func TestMain(m *testing.M) {
 		fmt.Println("ok connected")
 	case "exec":
 		report(syscall.Exec(os.Args[1], os.Args[1:], nil))
+	case "mount":
+		report(syscall.Mount("tmpfs", os.Args[1], "tmpfs", 0, ""))
 	case "sleep":
 		time.Sleep(time.Hour)
 	}
