@@ -278,31 +278,46 @@ func (f *fanotify) decide(meta unix.FanotifyEventMetadata) (uint32, *Record) {
 	if err := unix.Fstat(int(meta.Fd), &st); err != nil {
 		return unix.FAN_ALLOW, nil
 	}
-	path, _ := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(meta.Fd)))
-	comm := procComm(meta.Pid)
 	if f.slow > 0 {
 		time.Sleep(f.slow)
 	}
-	f.mu.RLock()
+	// Match by inode first; only resolve the path (a readlink) when the
+	// workload has a directory target of this kind.
 	var hit *fanTarget
-	for i := range f.targets {
-		t := &f.targets[i]
-		if t.workload != wl || t.kind != kind {
-			continue
-		}
-		if (t.dev == st.Dev && t.ino == st.Ino) || (t.dir && path != "" && strings.HasPrefix(path, t.path+"/")) {
-			hit = t
-			break
+	var path string
+	f.mu.RLock()
+	for pass := 0; pass < 2 && hit == nil; pass++ {
+		for i := range f.targets {
+			t := &f.targets[i]
+			if t.workload != wl || t.kind != kind {
+				continue
+			}
+			if pass == 0 && t.dev == st.Dev && t.ino == st.Ino {
+				hit = t
+				break
+			}
+			if pass == 1 && t.dir {
+				if path == "" {
+					path, _ = os.Readlink("/proc/self/fd/" + strconv.Itoa(int(meta.Fd)))
+				}
+				if path != "" && strings.HasPrefix(path, t.path+"/") {
+					hit = t
+					break
+				}
+			}
 		}
 	}
 	f.mu.RUnlock()
 	if hit == nil {
 		return unix.FAN_ALLOW, nil
 	}
+	if path == "" {
+		path, _ = os.Readlink("/proc/self/fd/" + strconv.Itoa(int(meta.Fd)))
+	}
 	rec := &Record{
 		KTimeNs: monotonicNs(), Backend: BackendFanotify, Kind: kind, Action: hit.v.action, Mode: hit.v.mode,
 		PID: uint32(meta.Pid), CgroupID: cg, WorkloadID: wl, RuleID: hit.v.rule,
-		Comm: comm, Name: filepath.Base(path), Path: path, Dev: st.Dev, Ino: st.Ino,
+		Comm: procComm(meta.Pid), Name: filepath.Base(path), Path: path, Dev: st.Dev, Ino: st.Ino,
 	}
 	if hit.v.mode == alert.ModeEnforce {
 		return unix.FAN_DENY, rec
