@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -223,4 +224,30 @@ func indexDay(s string) int {
 		}
 	}
 	return -1
+}
+
+// Stored converts a decision record for persistence. Kernel timestamps
+// are CLOCK_MONOTONIC; now and monoNow (the same instant on both clocks)
+// map them to wall-clock time.
+func (r Record) Stored(now time.Time, monoNow uint64) StoredRecord {
+	t := now
+	if r.KTimeNs != 0 && r.KTimeNs <= monoNow {
+		t = now.Add(-time.Duration(monoNow - r.KTimeNs))
+	}
+	obj := r.Path
+	if obj == "" {
+		obj = r.Name
+	}
+	if r.Addr.IsValid() {
+		obj = netip.AddrPortFrom(r.Addr, r.Port).String()
+	}
+	mode := r.Mode.String()
+	return StoredRecord{Time: t.UTC(), Workload: r.Workload, Rule: r.Rule, Kind: r.Kind.String(),
+		Action: r.Action.String(), Mode: mode, Denied: r.Denied, Backend: r.Backend.String(),
+		PID: r.PID, Comm: r.Comm, Object: obj}
+}
+
+// PutRecord persists a decision record stamped now.
+func (s *AuditStore) PutRecord(r Record) error {
+	return s.Put(r.Stored(time.Now(), monotonicNs()))
 }

@@ -231,5 +231,3 @@ func splitLines(s string) []string {
 	}
 	return out
 }
-
-

@@ -155,6 +155,12 @@ func (k *kernel) loadLSM() error {
 	}
 	objs := new(enforcebpf.LsmObjects)
 	if err := spec.LoadAndAssign(objs, k.opts()); err != nil {
+		if errors.Is(err, unix.EPERM) {
+			// cilium/ebpf suggests raising MEMLOCK on any EPERM; with memcg
+			// accounting (5.11+) the cause is the kernel refusing the
+			// program type (e.g. runtime code patching is forbidden).
+			return fmt.Errorf("%w: kernel refused LSM programs with EPERM (runtime code patching forbidden?)", ErrLSMUnavailable)
+		}
 		return fmt.Errorf("%w: load lsm programs: %w", ErrLSMUnavailable, err)
 	}
 	k.lsm = objs
