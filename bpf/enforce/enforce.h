@@ -279,10 +279,4 @@ static __always_inline void v4_mapped(__u8 out[16], __u32 ip_be)
 	__builtin_memcpy(out + 12, &ip_be, 4);
 }
 
-static __always_inline bool is_kthread(void)
-{
-	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
-	return BPF_CORE_READ(t, flags) & PF_KTHREAD;
-}
-
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -70,3 +70,26 @@ func FuzzDecodeRecord(f *testing.F) {
 		_ = r.Alert()
 	})
 }
+
+func FuzzParseFanMeta(f *testing.F) {
+	good := make([]byte, fanMetaSize)
+	binary.NativeEndian.PutUint32(good[0:], uint32(fanMetaSize))
+	good[4] = 3 // FANOTIFY_METADATA_VERSION
+	binary.NativeEndian.PutUint16(good[6:], uint16(fanMetaSize))
+	binary.NativeEndian.PutUint64(good[8:], 0x10000)
+	f.Add(good)
+	f.Add([]byte{})
+	f.Add(good[:fanMetaSize-1])
+	bad := append([]byte(nil), good...)
+	binary.NativeEndian.PutUint32(bad[0:], 1<<30)
+	f.Add(bad)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := parseFanMeta(b)
+		if err != nil {
+			return
+		}
+		if int(m.Event_len) < fanMetaSize || int(m.Event_len) > len(b) {
+			t.Fatalf("accepted event_len %d for %d bytes", m.Event_len, len(b))
+		}
+	})
+}
