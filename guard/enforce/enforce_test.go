@@ -355,3 +355,40 @@ func TestProtected(t *testing.T) {
 		t.Errorf("kill a kernel thread: %v", err)
 	}
 }
+
+// TestApplyErrors: bad rules get clear errors and leave nothing behind; a
+// rule no active backend covers is reported with ErrUncovered.
+func TestApplyErrors(t *testing.T) {
+	privtest.RequireBTF(t)
+	e, _ := newTestEnforcer(t, Config{Disable: []Backend{BackendLSM, BackendFanotify}})
+	w := workload(t, "bad")
+	for _, tc := range []struct {
+		name string
+		rule Rule
+		want string
+	}{
+		{"missing path", Rule{Name: "r", Action: alert.ActionBlock, ExecPaths: []string{"/nonexistent/vigil"}}, "no such file"},
+		{"relative path", Rule{Name: "r", Action: alert.ActionBlock, OpenPaths: []string{"etc/shadow"}}, "not absolute"},
+		{"long name", Rule{Name: "r", Action: alert.ActionBlock, ExecNames: []string{"a-very-long-program-name"}}, "1-15 bytes"},
+		{"alert action", Rule{Name: "r", Action: alert.ActionAlert, ExecNames: []string{"sh"}}, "not enforceable"},
+		{"bad kind", Rule{Name: "r", Action: alert.ActionBlock, Deny: []event.Kind{event.KindOpen}}, "cannot be denied by kind"},
+		{"bad cidr", Rule{Name: "r", Action: alert.ActionBlock, Connect: []NetMatch{{}}}, "invalid CIDR"},
+	} {
+		err := e.Apply(w, []Rule{tc.rule})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+		cg, _ := CgroupID(w.CgroupPath)
+		var id uint32
+		if e.k.maps["workloads"].Lookup(cg, &id) == nil || len(e.workloads) != 0 {
+			t.Errorf("%s: failed Apply left the workload registered", tc.name)
+		}
+	}
+	err := e.Apply(w, []Rule{{Name: "open", Action: alert.ActionBlock, OpenPaths: []string{"/etc/hostname"}}})
+	if !errors.Is(err, ErrUncovered) {
+		t.Errorf("open rule without LSM or fanotify: %v", err)
+	}
+	if err := e.Remove(w); err != nil {
+		t.Error(err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cilium/ebpf"
@@ -47,8 +48,13 @@ type Config struct {
 	OnRecord func(Record)
 }
 
-// Workload is one enforced unit: a container or pod, identified by the
-// cgroup v2 directory its processes run in.
+// Workload is one enforced unit: a container, identified by the cgroup v2
+// directory its processes run in.
+//
+// # Notes
+//
+// The kernel matches the caller's own cgroup exactly, not its ancestors: a
+// pod with several containers is applied once per container cgroup.
 type Workload struct {
 	Namespace string
 	Name      string
@@ -102,6 +108,8 @@ type Enforcer struct {
 	ruleIDs   map[string]uint32
 	nextWl    uint32
 	fanTgts   map[string][]fanTarget
+
+	decodeErrs atomic.Uint64
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -279,10 +287,12 @@ func (e *Enforcer) readRecords() {
 			if errors.Is(err, ringbuf.ErrClosed) {
 				return
 			}
+			e.decodeErrs.Add(1)
 			continue
 		}
 		r, err := DecodeRecord(rec.RawSample)
 		if err != nil {
+			e.decodeErrs.Add(1)
 			continue
 		}
 		e.emit(r)
@@ -319,7 +329,7 @@ func (e *Enforcer) ruleID(name string) uint32 {
 // Apply compiles a workload's rules into the kernel maps (and fanotify
 // marks), replacing what was applied for it before. Rules whose effective
 // mode is off are skipped.
-func (e *Enforcer) Apply(w Workload, rules []Rule) error {
+func (e *Enforcer) Apply(w Workload, rules []Rule) (err error) {
 	if err := e.protected(w); err != nil {
 		return err
 	}
@@ -339,6 +349,13 @@ func (e *Enforcer) Apply(w Workload, rules []Rule) error {
 	e.workloads[w.Key()] = a
 	e.byID[a.id] = w.Key()
 	e.mu.Unlock()
+	defer func() {
+		// A half-applied policy is worse than none: undo it. A policy
+		// that applied but is partly uncovered stays (the caller decides).
+		if err != nil && !errors.Is(err, ErrUncovered) {
+			err = errors.Join(err, e.Remove(w))
+		}
+	}()
 
 	lsm := e.report.Active(BackendLSM)
 	var fan []fanTarget
@@ -593,6 +610,7 @@ func (e *Enforcer) Counters() (Counters, FanotifyCounters, error) {
 		return Counters{}, fc, nil
 	}
 	c, err := e.k.counters()
+	c.DecodeErrors = e.decodeErrs.Load()
 	return c, fc, err
 }
 

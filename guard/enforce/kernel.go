@@ -297,6 +297,8 @@ type Counters struct {
 	Denied       uint64 `json:"denied"`
 	WouldDeny    uint64 `json:"would_deny"`
 	SkippedSelf  uint64 `json:"skipped_self"`
+	// DecodeErrors counts ring buffer samples userspace could not read.
+	DecodeErrors uint64 `json:"decode_errors"`
 }
 
 // Close detaches everything the guard attached. Pinned objects stay in
