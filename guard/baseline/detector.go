@@ -28,7 +28,7 @@ type Config struct {
 	// (5m each).
 	InheritedMinLearn, InheritedStableAfter time.Duration
 	// RevisionGrace is how long after admission a revision counts as young
-	// and its deviations are scored down (72h).
+	// and its deviations are scored down (48h).
 	RevisionGrace time.Duration
 	// Mode is the guard's mode; in audit mode an exec outside a locked
 	// profile yields a "would have blocked" alert.
@@ -68,7 +68,7 @@ func (c Config) withDefaults() Config {
 	def(&c.MaxLearn, 24*time.Hour)
 	def(&c.InheritedMinLearn, 5*time.Minute)
 	def(&c.InheritedStableAfter, 5*time.Minute)
-	def(&c.RevisionGrace, 72*time.Hour)
+	def(&c.RevisionGrace, 48*time.Hour)
 	def(&c.ComboWindow, 15*time.Minute)
 	def(&c.FlushEvery, 30*time.Second)
 	if c.Location == nil {
@@ -472,9 +472,10 @@ func (d *Detector) novel(out []alert.Alert, p *Profile, b Behavior, ev *event.Ev
 			d.learn(p, b, t)
 			return out
 		}
-	} else if dv.prio == alert.Informational && !d.cfg.KeepInfo && !dv.block && !dv.learned {
-		// Benign enough to fold in (the day-after-release diagnostic), but
-		// recorded: the operator sees what was learned.
+	} else if dv.prio == alert.Informational && dv.f.Release < 1 && !d.cfg.KeepInfo && !dv.block && !dv.learned {
+		// Benign enough, and explained by a release (the day-after-release
+		// diagnostic): fold it in, but record it so the operator sees what
+		// was learned. Unexplained info-level findings stay open.
 		d.learn(p, b, t)
 		dv.learned = true
 	}
@@ -502,7 +503,7 @@ func (d *Detector) score(p *Profile, dv *deviation, t time.Time) {
 	if admitted.IsZero() {
 		admitted = p.Created
 	}
-	share, known := p.ActiveHourShare(t.In(d.cfg.Location).Hour(), t)
+	share, known := p.HourActivity(t.In(d.cfg.Location).Hour(), t)
 	dv.f = Factors{
 		Novelty:     w.novelty(dv.b, dv.dropped),
 		Release:     w.releaseFactor(windowOpen, t.Sub(admitted), d.cfg.RevisionGrace),

@@ -424,17 +424,18 @@ func setKeys(m map[string]struct{}) []string {
 	return out
 }
 
-// ActiveHourShare returns the share of observed events that fell in hour h
-// (0–23), and whether there is enough history (a full day) to judge.
-func (p *Profile) ActiveHourShare(h int, now time.Time) (float64, bool) {
-	var total uint64
+// HourActivity returns hour h's (0–23) share of the busiest hour's events,
+// and whether there is enough history (a full day) to judge.
+func (p *Profile) HourActivity(h int, now time.Time) (float64, bool) {
+	var total, peak uint64
 	for _, c := range p.Hours {
 		total += c
+		peak = max(peak, c)
 	}
 	if total < 100 || now.Sub(p.Since) < 24*time.Hour {
 		return 0, false
 	}
-	return float64(p.Hours[h]) / float64(total), true
+	return float64(p.Hours[h]) / float64(peak), true
 }
 
 // AllowedExecs lists the executable paths a ready or locked profile allows,

@@ -24,7 +24,7 @@ type Weights struct {
 	PersistSpan                   float64 // persistence: at a full PersistSpanFull of recurrence
 	PersistSpanFull               time.Duration
 	ComboBoost                    float64
-	QuietShare                    float64 // an hour is quiet below this share of the uniform 1/24
+	QuietFrac                     float64 // an hour is quiet below this fraction of the busiest hour
 }
 
 // DefaultWeights returns the shipped scoring constants.
@@ -40,7 +40,7 @@ func DefaultWeights() Weights {
 		PersistCount: 0.15, PersistCountMax: 0.60,
 		PersistSpan: 0.40, PersistSpanFull: 10 * time.Minute,
 		ComboBoost: 1.50,
-		QuietShare: 0.25,
+		QuietFrac:  0.5,
 	}
 }
 
@@ -74,9 +74,12 @@ func (w *Weights) releaseFactor(windowOpen bool, revisionAge, grace time.Duratio
 }
 
 // hourFactor scores up deviations in an hour of the day in which the
-// workload is normally quiet. Without a full day of history it is neutral.
-func (w *Weights) hourFactor(share float64, known bool) float64 {
-	if known && share < w.QuietShare/24 {
+// workload is normally quiet: less active than QuietFrac of its busiest
+// hour. Relative to the peak, not to a uniform day, because probes and
+// keep-alives make every hour somewhat active. Without a full day of history
+// it is neutral.
+func (w *Weights) hourFactor(activity float64, known bool) float64 {
+	if known && activity < w.QuietFrac {
 		return w.QuietHour
 	}
 	return 1
