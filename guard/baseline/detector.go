@@ -536,7 +536,9 @@ func (d *Detector) alertFor(p *Profile, dv *deviation) alert.Alert {
 	f := dv.f
 	msg := fmt.Sprintf("%s outside baseline of %s (%s, score %.2f = novelty %.2f × release %.2f × hour %.2f × persistence %.2f; seen %d× since %s)",
 		dv.b, FormatKey(k), p.State, f.Score, f.Novelty, f.Release, f.Hour, f.Persistence, dv.count, dv.first.UTC().Format(time.RFC3339))
-	if dv.detail != "" {
+	if dv.b.Cat == CatCombo {
+		msg = fmt.Sprintf("%s in %s: %s; score %.2f", dv.b, FormatKey(k), dv.detail, f.Score)
+	} else if dv.detail != "" {
 		msg += "; " + dv.detail
 	}
 	if dv.learned {

@@ -64,12 +64,12 @@ func webExpected(rev string, at time.Time) profile.Expected {
 	uid := int64(0)
 	return profile.Expected{
 		Key: webKey(rev), Image: "nginx:1.27", AdmittedAt: at,
-		Executables: []string{"/docker-entrypoint.sh", "nginx"},
-		Commands:    [][]string{{"/docker-entrypoint.sh", "nginx", "-g", "daemon off;"}, {sh, "-c", "wget -q -O- http://127.0.0.1/healthz"}},
-		ListenPorts: []profile.Port{{Port: 80, Proto: "TCP", Name: "http"}},
-		Egress:      []profile.Egress{{Host: "10.96.12.40", Port: 8080, From: "env:BACKEND_URL"}},
+		Executables:   []string{"/docker-entrypoint.sh", "nginx"},
+		Commands:      [][]string{{"/docker-entrypoint.sh", "nginx", "-g", "daemon off;"}, {sh, "-c", "wget -q -O- http://127.0.0.1/healthz"}},
+		ListenPorts:   []profile.Port{{Port: 80, Proto: "TCP", Name: "http"}},
+		Egress:        []profile.Egress{{Host: "10.96.12.40", Port: 8080, From: "env:BACKEND_URL"}},
 		WritablePaths: []string{"/var/cache/nginx", "/var/run"},
-		Privilege:   profile.Privilege{RunAsUser: &uid},
+		Privilege:     profile.Privilege{RunAsUser: &uid},
 	}
 }
 

@@ -82,8 +82,6 @@ func generalizePiece(p string) string {
 		return tokNum
 	case digits+hex == len(p) && len(p) >= 8:
 		return tokHex
-	case digits+alpha == len(p) && len(p) >= 8 && digits >= 2:
-		return tokID
 	}
 	// Letters followed by a numeric suffix: worker3 -> worker{n}.
 	end := len(p)
@@ -92,6 +90,9 @@ func generalizePiece(p string) string {
 	}
 	if end < len(p) && strings.IndexAny(p[:end], "0123456789") < 0 {
 		return p[:end] + tokNum
+	}
+	if digits+alpha == len(p) && len(p) >= 8 && digits >= 2 {
+		return tokID // digits scattered among letters: a random name
 	}
 	return p
 }
