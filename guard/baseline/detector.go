@@ -362,8 +362,15 @@ func (d *Detector) Observe(ev *event.Event) []alert.Alert {
 			break
 		}
 		dropped := ev.Proc.ExeMemfd || ev.Proc.ExeUpper
-		if !p.hasExec(exe) {
-			out = d.novel(out, p, Behavior{CatExec, exe}, ev, t, dropped)
+		if _, ok := p.Execs[exe]; !ok {
+			if p.hasExec(exe) {
+				// Known by its bare name from the manifest: record the
+				// path, which is what an exec allow-list needs.
+				p.Execs[exe] = struct{}{}
+				d.dirty[p.Key] = struct{}{}
+			} else {
+				out = d.novel(out, p, Behavior{CatExec, exe}, ev, t, dropped)
+			}
 		}
 		if len(ev.Proc.Ancestors) > 0 {
 			parent := ev.Proc.Ancestors[0].Exe
@@ -466,8 +473,8 @@ func (d *Detector) novel(out []alert.Alert, p *Profile, b Behavior, ev *event.Ev
 	d.score(p, dv, t)
 	if p.State == StateLearning {
 		// An inherited revision still learning its difference: learn what
-		// scores below Warning, alert on the rest.
-		if dv.prio > alert.Warning {
+		// scores informational (a release explains it), alert on the rest.
+		if dv.prio == alert.Informational {
 			delete(d.devs, dk)
 			d.learn(p, b, t)
 			return out

@@ -440,8 +440,19 @@ func (p *Profile) HourActivity(h int, now time.Time) (float64, bool) {
 
 // AllowedExecs lists the executable paths a ready or locked profile allows,
 // sorted: the enforcer compiles them into its exec allow-list map.
+//
+// # Notes
+//
+// Bare names from a manifest (command: ["nginx"]) are left out: a kernel
+// allow-list matches paths, and the path they ran from was recorded when
+// they first ran.
 func (p *Profile) AllowedExecs() []string {
-	out := setKeys(p.Execs)
+	out := make([]string, 0, len(p.Execs))
+	for e := range p.Execs {
+		if strings.HasPrefix(e, "/") {
+			out = append(out, e)
+		}
+	}
 	sort.Strings(out)
 	return out
 }
