@@ -26,7 +26,7 @@ const (
 // Components without a digit are returned unchanged and without allocating:
 // that is the common case (/etc/nginx/nginx.conf) and the hot path.
 func generalizeComponent(c string) string {
-	if strings.IndexAny(c, "0123456789") < 0 {
+	if !hasDigit(c) {
 		return c
 	}
 	var b strings.Builder
@@ -88,7 +88,7 @@ func generalizePiece(p string) string {
 	for end > 0 && p[end-1] >= '0' && p[end-1] <= '9' {
 		end--
 	}
-	if end < len(p) && strings.IndexAny(p[:end], "0123456789") < 0 {
+	if end < len(p) && !hasDigit(p[:end]) {
 		return p[:end] + tokNum
 	}
 	if digits+alpha == len(p) && len(p) >= 8 && digits >= 2 {
@@ -202,7 +202,7 @@ func (t *pathTrie) Match(path string) bool {
 			return true
 		}
 		next := n.kids[c]
-		if next == nil && strings.IndexAny(c, "0123456789") >= 0 {
+		if next == nil && hasDigit(c) {
 			next = n.kids[generalizeComponent(c)]
 		}
 		if next == nil {
@@ -367,4 +367,13 @@ func (t *pathTrie) Len() int {
 		return c
 	}
 	return count(&t.root)
+}
+
+func hasDigit(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= '0' && s[i] <= '9' {
+			return true
+		}
+	}
+	return false
 }
