@@ -127,7 +127,8 @@ type Summary struct {
 	Events    uint64      `json:"events"`
 }
 
-func summarize(p *Profile) Summary {
+// Summarize describes p for listings.
+func Summarize(p *Profile) Summary {
 	return Summary{Key: p.Key, State: p.State, Parent: p.Parent, Created: p.Created,
 		ReadyAt: p.ReadyAt, LastNew: p.LastNew, Behaviors: len(p.Behaviors()),
 		Learned: p.Learned, Events: p.Events}
@@ -835,7 +836,7 @@ func (d *Detector) Profiles() []Summary {
 	defer d.mu.Unlock()
 	out := make([]Summary, 0, len(d.profs))
 	for _, p := range d.profs {
-		out = append(out, summarize(p))
+		out = append(out, Summarize(p))
 	}
 	sort.Slice(out, func(i, j int) bool { return FormatKey(out[i].Key) < FormatKey(out[j].Key) })
 	return out
