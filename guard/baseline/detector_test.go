@@ -1,0 +1,214 @@
+package baseline
+
+import (
+	"errors"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/vigilsec/vigil/guard/alert"
+	"github.com/vigilsec/vigil/guard/event"
+	"github.com/vigilsec/vigil/guard/profile"
+)
+
+// readyWeb returns a replay whose r1 profile learned normal traffic and is
+// ready, at day 5 14:00 (old revision, busy hour).
+func readyWeb(t *testing.T, cfg Config) *webReplay {
+	r := newWebReplay(t, cfg)
+	r.d.Seed(webExpected("r1", r.now))
+	r.start(&pod{id: "c0ffee01", cgroup: 7001, rev: "r1", name: "web-r1-a", pid: 1000}, r.now)
+	r.run(r.now.Add(time.Hour))
+	r.now = day0.Add(5*24*time.Hour + 14*time.Hour)
+	r.run(r.now.Add(time.Minute))
+	r.requireQuiet("learning")
+	return r
+}
+
+func TestDeduplicationCountsRepeats(t *testing.T) {
+	r := readyWeb(t, Config{})
+	p := r.pods[0]
+	for i := 0; i < 100; i++ {
+		r.connect(p, r.now.Add(time.Duration(i)*time.Second), "192.0.2.9:6379")
+	}
+	as := r.take()
+	if len(as) < 1 || len(as) > 4 {
+		t.Fatalf("%d alerts for 100 repeats, want one plus at most a few escalations", len(as))
+	}
+	for i := 1; i < len(as); i++ {
+		if as[i].Priority >= as[i-1].Priority {
+			t.Errorf("repeat alert %d did not escalate: %s after %s", i, as[i].Priority, as[i-1].Priority)
+		}
+	}
+	devs := r.d.Deviations()
+	if len(devs) != 1 || devs[0].Count != 100 || !devs[0].FirstSeen.Equal(r.now) ||
+		!devs[0].LastSeen.Equal(r.now.Add(99*time.Second)) {
+		t.Fatalf("deviation = %+v", devs)
+	}
+	if st := r.d.Stats(); st.Repeats != 99 || st.Deviations != 1 {
+		t.Errorf("stats = %+v", st)
+	}
+}
+
+func TestAcceptFoldsBehavior(t *testing.T) {
+	r := readyWeb(t, Config{})
+	p := r.pods[0]
+	r.exec(p, r.now, "/usr/local/bin/report", nginx)
+	if len(r.take()) == 0 {
+		t.Fatal("no alert for a new exec")
+	}
+	k := webKey("r1")
+	for _, b := range []string{"exec:/usr/local/bin/report", "edge:/usr/sbin/nginx>/usr/local/bin/report"} {
+		bh, _ := ParseBehavior(b)
+		if err := r.d.Accept(k, bh); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(r.d.Deviations()); n != 0 {
+		t.Errorf("%d deviations left after accept", n)
+	}
+	r.exec(p, r.now.Add(time.Minute), "/usr/local/bin/report", nginx)
+	r.requireQuiet("accepted exec")
+	if err := r.d.Accept(webKey("r9"), Behavior{CatExec, "/x"}); !errors.Is(err, ErrNotFound) {
+		t.Errorf("accept into unknown profile: %v", err)
+	}
+	if err := r.d.Accept(k, Behavior{CatListen, "tcp/x"}); !errors.Is(err, ErrBadBehavior) {
+		t.Errorf("accept of a malformed behavior: %v", err)
+	}
+}
+
+func TestLockedProfileAuditWouldBlock(t *testing.T) {
+	r := readyWeb(t, Config{Mode: alert.ModeAudit})
+	k := webKey("r1")
+	if err := r.d.Lock(k); err != nil {
+		t.Fatal(err)
+	}
+	allowed, err := r.d.AllowedExecs(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{nginx: true, sh: true, busybox: true, "/docker-entrypoint.sh": true}
+	for _, e := range allowed {
+		delete(want, e)
+	}
+	if len(want) != 0 {
+		t.Errorf("allow-list %v misses %v", allowed, want)
+	}
+	if got := r.d.ExecAllowList()[7001]; len(got) != len(allowed) || len(got) == 0 {
+		t.Errorf("cgroup 7001 allow-list = %v", got)
+	}
+	r.exec(r.pods[0], r.now, "/tmp/.x/kworker", nginx)
+	var blocked *alert.Alert
+	for _, a := range r.take() {
+		if a.Rule == "baseline.exec_not_allowed" {
+			a := a
+			blocked = &a
+		}
+	}
+	if blocked == nil || blocked.Action != alert.ActionBlock || blocked.Taken || blocked.Mode != alert.ModeAudit ||
+		blocked.WouldHave() != "would have blocked" {
+		t.Fatalf("want a would-have-blocked alert, got %+v", blocked)
+	}
+	// A learning profile cannot be locked or give an allow-list.
+	d, _ := New(Config{}, nil, nil)
+	d.Seed(webExpected("r1", day0))
+	if err := d.Lock(k); !errors.Is(err, ErrNotReady) {
+		t.Errorf("Lock(learning) = %v", err)
+	}
+	if _, err := d.AllowedExecs(k); !errors.Is(err, ErrNotReady) {
+		t.Errorf("AllowedExecs(learning) = %v", err)
+	}
+}
+
+func TestLearningStabilizes(t *testing.T) {
+	r := newWebReplay(t, Config{MinLearn: 10 * time.Minute, StableAfter: 5 * time.Minute})
+	p := &pod{id: "c1", cgroup: 1, rev: "r1", name: "web-a", pid: 100}
+	r.start(p, r.now)
+	// A new behavior every minute keeps it learning past MinLearn.
+	for i := 0; i < 15; i++ {
+		r.minute(p, r.now, 5)
+		r.exec(p, r.now, "/usr/bin/tool"+string(rune('a'+i)), sh)
+		r.d.Tick(r.now.Add(59 * time.Second))
+		r.now = r.now.Add(time.Minute)
+	}
+	if pr, _ := r.d.Profile(webKey("r1")); pr.State != StateLearning {
+		t.Fatalf("ready while new behavior keeps appearing")
+	}
+	r.run(r.now.Add(4 * time.Minute))
+	if pr, _ := r.d.Profile(webKey("r1")); pr.State != StateLearning {
+		t.Fatal("ready before StableAfter")
+	}
+	r.run(r.now.Add(2 * time.Minute))
+	pr, _ := r.d.Profile(webKey("r1"))
+	if pr.State != StateReady {
+		t.Fatalf("not ready after %s quiet", r.now.Sub(pr.LastNew))
+	}
+	if r.d.Stats().Learned == 0 || len(r.take()) != 0 {
+		t.Error("learning raised alerts or learned nothing")
+	}
+}
+
+func TestReplicasShareProfileAndInherit(t *testing.T) {
+	r := readyWeb(t, Config{})
+	r.start(&pod{id: "c0ffee02", cgroup: 7002, rev: "r1", name: "web-r1-b", pid: 2000}, r.now)
+	r.exec(r.pods[1], r.now, "/usr/bin/find", sh)
+	if got := len(r.d.Profiles()); got != 1 {
+		t.Fatalf("%d profiles for two replicas of one revision", got)
+	}
+	r.take()
+	// Revision r2 without a window still inherits from the newest r1.
+	r.start(&pod{id: "beef01", cgroup: 8001, rev: "r2", name: "web-r2-a", pid: 3000}, r.now)
+	p2, _ := r.d.Profile(webKey("r2"))
+	if p2.Parent != "r1" || p2.State != StateLearning || !p2.Has(Behavior{CatExec, busybox}) {
+		t.Fatalf("r2 = %+v", p2)
+	}
+	r.requireQuiet("inherited start")
+	// While learning its difference, r2 still alerts on what scores high.
+	e := r.ev(r.pods[2], event.KindPtrace, r.now)
+	r.feed(e)
+	as := r.take()
+	if len(as) != 1 || as[0].Priority == alert.Informational {
+		t.Fatalf("ptrace in a learning inherited revision: %v", as)
+	}
+	if p2, _ = r.d.Profile(webKey("r2")); p2.Has(Behavior{CatPriv, "ptrace"}) {
+		t.Error("a Warning-level behavior was learned silently")
+	}
+}
+
+func TestDropsAndIgnoredAreCounted(t *testing.T) {
+	r := readyWeb(t, Config{MaxDeviations: 3})
+	for i := 0; i < 10; i++ {
+		r.connect(r.pods[0], r.now, netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), 443).String())
+	}
+	st := r.d.Stats()
+	if st.Deviations != 3 || st.Dropped != 7 {
+		t.Errorf("stats = %+v, want 3 deviations and 7 dropped", st)
+	}
+	host := &event.Event{Kind: event.KindExec, Time: r.now, Proc: event.Process{Exe: "/usr/bin/ssh"}}
+	if as := r.d.Observe(host); as != nil || r.d.Stats().Ignored != 1 {
+		t.Errorf("host event: %v, stats %+v", as, r.d.Stats())
+	}
+}
+
+func TestDNSNamedEgress(t *testing.T) {
+	cfg := Config{}
+	r := readyWeb(t, cfg)
+	r.d.Seed(profile.Expected{Key: webKey("r1"), Egress: []profile.Egress{{Host: "api.payments.example", Port: 443}}})
+	r.d.NoteDNS("api.payments.example", netip.MustParseAddr("198.51.100.77"))
+	r.connect(r.pods[0], r.now, "198.51.100.77:443")
+	r.requireQuiet("connect to a declared DNS name")
+	r.connect(r.pods[0], r.now, "198.51.100.78:443")
+	if len(r.take()) != 1 {
+		t.Error("no alert for an address the name did not resolve to")
+	}
+}
+
+func TestClosedDetector(t *testing.T) {
+	d, _ := New(Config{}, nil, nil)
+	d.Close()
+	if as := d.Observe(&event.Event{Kind: event.KindExec, Container: event.Container{ID: "x"}}); as != nil {
+		t.Error("closed detector produced alerts")
+	}
+	if err := d.Accept(webKey("r1"), Behavior{CatExec, "/x"}); !errors.Is(err, ErrClosed) {
+		t.Errorf("Accept after Close: %v", err)
+	}
+}
