@@ -1,0 +1,97 @@
+package container
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+)
+
+// Well-known CRI runtime sockets.
+const (
+	ContainerdSocket = "/run/containerd/containerd.sock"
+	CRIOSocket       = "/run/crio/crio.sock"
+)
+
+// CRISource looks containers up through the Kubernetes Container Runtime
+// Interface (runtime.v1 over gRPC), which containerd and cri-o both serve.
+// It knows only containers created through CRI, i.e. Kubernetes pods.
+type CRISource struct {
+	socket string
+
+	mu     sync.Mutex
+	conn   *grpc.ClientConn
+	client runtimeapi.RuntimeServiceClient
+	closed bool
+}
+
+// NewCRISource returns a source for the CRI endpoint at socket (a unix
+// socket path). It does not connect until the first lookup, so a runtime
+// that starts after the guard is picked up.
+func NewCRISource(socket string) *CRISource { return &CRISource{socket: socket} }
+
+// Name implements MetadataSource.
+func (s *CRISource) Name() string { return "cri:" + s.socket }
+
+func (s *CRISource) rpc() (runtimeapi.RuntimeServiceClient, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, fmt.Errorf("cri source closed")
+	}
+	if s.client == nil {
+		conn, err := grpc.NewClient("unix://"+s.socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return nil, fmt.Errorf("dial cri %s: %w", s.socket, err)
+		}
+		s.conn, s.client = conn, runtimeapi.NewRuntimeServiceClient(conn)
+	}
+	return s.client, nil
+}
+
+// Lookup implements MetadataSource with CRI ContainerStatus.
+func (s *CRISource) Lookup(ctx context.Context, info PathInfo) (Metadata, error) {
+	c, err := s.rpc()
+	if err != nil {
+		return Metadata{}, err
+	}
+	resp, err := c.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: info.ID})
+	if err != nil {
+		if status.Code(err) == codes.NotFound {
+			return Metadata{}, ErrNotFound
+		}
+		return Metadata{}, fmt.Errorf("cri container status %s: %w", info.ID, err)
+	}
+	st := resp.GetStatus()
+	if st == nil {
+		return Metadata{}, ErrNotFound
+	}
+	m := Metadata{Source: s.Name()}
+	m.Name = st.GetMetadata().GetName()
+	m.Image = st.GetImage().GetImage()
+	// ImageRef is the digest-pinned reference the runtime resolved.
+	m.ImageDigest = digestOf(st.GetImageRef())
+	if m.ImageDigest == "" {
+		m.ImageDigest = digestOf(st.GetImageId())
+	}
+	fillFromLabels(&m, st.GetLabels())
+	return m, nil
+}
+
+// Close implements MetadataSource; it is safe to call twice.
+func (s *CRISource) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	if s.conn == nil {
+		return nil
+	}
+	err := s.conn.Close()
+	s.conn, s.client = nil, nil
+	return err
+}

@@ -1,0 +1,78 @@
+package container
+
+import (
+	"context"
+	"errors"
+	"strings"
+)
+
+// Metadata is what a container runtime's API knows about a container beyond
+// its cgroup: names and image. Fields the runtime does not know stay empty.
+type Metadata struct {
+	// Name is the container's name: the Kubernetes container name for CRI
+	// containers, else the runtime's own name (for containerd, the id the
+	// user chose with `ctr run`).
+	Name        string
+	Image       string
+	ImageDigest string
+
+	// Kubernetes context, from the labels the kubelet sets through CRI.
+	PodName       string
+	PodNamespace  string
+	PodUID        string
+	ContainerName string
+
+	// Source names the MetadataSource that answered.
+	Source string
+}
+
+// ErrNotFound is returned by a MetadataSource that does not know the
+// container, so the Resolver tries the next source.
+var ErrNotFound = errors.New("container not found")
+
+// MetadataSource looks a container up in a runtime's API. Lookup runs on
+// the Resolver's background worker, never on the event path, and must
+// honour ctx's deadline.
+type MetadataSource interface {
+	// Name identifies the source in counters and Metadata.Source.
+	Name() string
+	Lookup(ctx context.Context, info PathInfo) (Metadata, error)
+	Close() error
+}
+
+// Kubernetes labels the kubelet puts on every CRI container.
+const (
+	labelPodName       = "io.kubernetes.pod.name"
+	labelPodNamespace  = "io.kubernetes.pod.namespace"
+	labelPodUID        = "io.kubernetes.pod.uid"
+	labelContainerName = "io.kubernetes.container.name"
+)
+
+// fillFromLabels copies the kubelet's labels into m.
+func fillFromLabels(m *Metadata, labels map[string]string) {
+	m.PodName = labels[labelPodName]
+	m.PodNamespace = labels[labelPodNamespace]
+	m.PodUID = labels[labelPodUID]
+	m.ContainerName = labels[labelContainerName]
+	if m.ContainerName != "" {
+		m.Name = m.ContainerName
+	}
+}
+
+// digestOf extracts "algo:hex" from an image reference such as
+// "docker.io/library/busybox@sha256:ab..", "sha256:ab.." or an image id.
+func digestOf(ref string) string {
+	if i := strings.LastIndexByte(ref, '@'); i >= 0 {
+		ref = ref[i+1:]
+	}
+	algo, hex, ok := strings.Cut(ref, ":")
+	if !ok || (algo != "sha256" && algo != "sha512") || hex == "" {
+		return ""
+	}
+	for i := 0; i < len(hex); i++ {
+		if !isHex(hex[i]) {
+			return ""
+		}
+	}
+	return ref
+}
