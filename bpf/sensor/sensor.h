@@ -280,7 +280,14 @@ static long walk_up(__u32 i, void *arg)
 	struct dentry *parent = BPF_CORE_READ(d, d_parent);
 	if (d == root || d == parent) {
 		struct mount *mp = BPF_CORE_READ(m, mnt_parent);
-		if (d != root || mp == m || w->crossed >= PATH_MOUNTS)
+		if (d != root && w->n < PATH_DEPTH) {
+			/* A pseudo or disconnected dentry (memfd, pipe, anon
+			 * inode) is its own parent: keep its name and stop. */
+			s->dentries[w->n & (PATH_DEPTH - 1)] = (__u64)d;
+			w->n++;
+			return 1;
+		}
+		if (mp == m || w->crossed >= PATH_MOUNTS)
 			return 1;
 		w->d = BPF_CORE_READ(m, mnt_mountpoint);
 		w->m = mp;
