@@ -170,7 +170,9 @@ func TestFileNamespaceOps(t *testing.T) {
 			t.Errorf("%v %q: flags %#x ret %d", w.kind, w.path, got[0].File.Flags, got[0].Ret)
 		}
 	}
-	if got := c.all(func(e *event.Event) bool { return e.Kind == event.KindChmod && e.Proc.PID == pid && e.File.Mode == 0o755 }); len(got) != 0 {
+	if got := c.all(func(e *event.Event) bool {
+		return e.Kind == event.KindChmod && e.Proc.PID == pid && e.File.Mode == 0o755
+	}); len(got) != 0 {
 		t.Errorf("chmod without setuid/setgid was reported")
 	}
 }
