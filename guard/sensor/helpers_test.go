@@ -28,6 +28,11 @@ var helpers = map[string]func(args []string) error{
 		}
 		return unix.Close(fd)
 	},
+	// openloop <path> <n>: open and close path n times.
+	"openloop": func(a []string) error {
+		n, _ := strconv.Atoi(a[1])
+		return openLoop(a[0], n)
+	},
 	// openat2 <dir> <name>: openat2 relative to an opened directory.
 	"openat2": func(a []string) error {
 		dfd, err := unix.Open(a[0], unix.O_RDONLY|unix.O_DIRECTORY, 0)
@@ -249,3 +254,21 @@ func rawChmod(p string, mode uint32) error {
 }
 
 func htons(v uint16) uint16 { return v<<8 | v>>8 }
+
+func openLoop(path string, n int) error {
+	p, err := unix.BytePtrFromString(path)
+	if err != nil {
+		return err
+	}
+	for i := 0; i < n; i++ {
+		fd, _, e := unix.Syscall6(unix.SYS_OPENAT, atFDCWD, uintptr(unsafe.Pointer(p)), unix.O_RDONLY|unix.O_CLOEXEC, 0, 0, 0)
+		if e != 0 {
+			return e
+		}
+		unix.Syscall(unix.SYS_CLOSE, fd, 0, 0)
+	}
+	return nil
+}
+
+// atFDCWD is AT_FDCWD as a raw syscall argument.
+var atFDCWD = func() uintptr { v := int64(unix.AT_FDCWD); return uintptr(v) }()

@@ -66,11 +66,7 @@ type Sensor struct {
 
 // New loads the sensor programs, fills the prefilter and attaches every
 // program. On error nothing stays loaded.
-func New(cfg Config) (s *Sensor, err error) {
-	spec, err := bpfsensor.LoadSensor()
-	if err != nil {
-		return nil, fmt.Errorf("load sensor spec: %w", err)
-	}
+func New(cfg Config) (*Sensor, error) {
 	size := cfg.RingBufferBytes
 	if size == 0 {
 		size = defaultRingBytes
@@ -78,9 +74,23 @@ func New(cfg Config) (s *Sensor, err error) {
 	if size < os.Getpagesize() || size&(size-1) != 0 {
 		return nil, fmt.Errorf("ring buffer size %d: not a power of two of at least a page", size)
 	}
+	interest := cfg.Interest
+	if interest == nil {
+		interest = DefaultInterest()
+	}
+	for _, in := range interest {
+		if _, err := interestKey(in); err != nil {
+			return nil, err
+		}
+	}
+
+	spec, err := bpfsensor.LoadSensor()
+	if err != nil {
+		return nil, fmt.Errorf("load sensor spec: %w", err)
+	}
 	spec.Maps["events"].MaxEntries = uint32(size)
 
-	s = &Sensor{bootWall: BootWallClock()}
+	s := &Sensor{bootWall: BootWallClock()}
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
@@ -88,28 +98,27 @@ func New(cfg Config) (s *Sensor, err error) {
 		}
 		return nil, fmt.Errorf("load sensor programs: %w", err)
 	}
-	defer func() {
-		if err != nil {
-			s.Close()
-		}
-	}()
-
-	if !cfg.ReportSelf {
-		if err := s.Ignore(uint32(os.Getpid())); err != nil {
-			return nil, err
-		}
-	}
-	interest := cfg.Interest
-	if interest == nil {
-		interest = DefaultInterest()
-	}
-	if err := s.SetInterest(interest); err != nil {
+	if err := s.start(cfg, interest); err != nil {
+		s.Close()
 		return nil, err
 	}
+	return s, nil
+}
 
+// start fills the maps, opens the ring buffer and attaches the programs.
+func (s *Sensor) start(cfg Config, interest []Interest) error {
+	if !cfg.ReportSelf {
+		if err := s.Ignore(uint32(os.Getpid())); err != nil {
+			return err
+		}
+	}
+	if err := s.SetInterest(interest); err != nil {
+		return err
+	}
+	var err error
 	s.rd, err = ringbuf.NewReader(s.objs.Events)
 	if err != nil {
-		return nil, fmt.Errorf("open ring buffer: %w", err)
+		return fmt.Errorf("open ring buffer: %w", err)
 	}
 	for _, p := range []struct {
 		name string
@@ -122,11 +131,11 @@ func New(cfg Config) (s *Sensor, err error) {
 	} {
 		l, err := link.AttachTracing(link.TracingOptions{Program: p.prog, AttachType: ebpf.AttachTraceRawTp})
 		if err != nil {
-			return nil, fmt.Errorf("attach %s: %w", p.name, err)
+			return fmt.Errorf("attach %s: %w", p.name, err)
 		}
 		s.links = append(s.links, l)
 	}
-	return s, nil
+	return nil
 }
 
 // BootWallClock returns the wall-clock time at which CLOCK_MONOTONIC (the
