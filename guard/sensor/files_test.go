@@ -45,6 +45,10 @@ func TestOpenPrefilter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The guard's own opens are ignored in the kernel.
+	if err := openLoop(secret, 1); err != nil {
+		t.Fatal(err)
+	}
 
 	rdonly := strconv.Itoa(unix.O_RDONLY)
 	creat := strconv.Itoa(unix.O_WRONLY | unix.O_CREAT | unix.O_TRUNC)
@@ -89,6 +93,23 @@ func TestOpenPrefilter(t *testing.T) {
 		t.Errorf("failed open ret %d", m.Ret)
 	}
 	c.waitFor(t, "open /etc/shadow", ofPath(event.KindOpen, pids[5], "/etc/shadow"))
+	if got := c.all(ofPath(event.KindOpen, uint32(os.Getpid()), secret)); len(got) != 0 {
+		t.Errorf("the sensor reported its own process")
+	}
+
+	// open(2) and creat(2), the pre-openat syscalls.
+	lp := runHelper(t, dir, "open-legacy", watched)
+	c.waitExit(t, lp)
+	legacy := c.all(ofPath(event.KindOpen, lp, filepath.Join(watched, "viacreat")))
+	if len(legacy) != 2 {
+		t.Fatalf("%d events for creat(2) and open(2), want 2", len(legacy))
+	}
+	if cr := legacy[0].File; cr.Flags != unix.O_CREAT|unix.O_WRONLY|unix.O_TRUNC || cr.Mode != 0o600 {
+		t.Errorf("creat flags %#o mode %#o", cr.Flags, cr.Mode)
+	}
+	if op := legacy[1].File; op.Flags != unix.O_WRONLY|unix.O_APPEND {
+		t.Errorf("open(2) flags %#o", op.Flags)
+	}
 
 	after, err := c.s.Stats()
 	if err != nil {
@@ -158,6 +179,7 @@ func TestFileNamespaceOps(t *testing.T) {
 		{event.KindUnlink, p("l2"), "", 0, 0},
 		{event.KindChmod, p("b"), "", 0, 0o4755},
 		{event.KindChmod, p("b"), "", 0, 0o2750},
+		{event.KindChmod, p("b"), "", 0, 0o6711}, // fchmod, path from the fd
 	} {
 		got := c.all(func(e *event.Event) bool {
 			return e.Kind == w.kind && e.Proc.PID == pid && e.File.Path == w.path && e.File.NewPath == w.newPath && e.File.Mode == w.mode

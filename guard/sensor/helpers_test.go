@@ -76,6 +76,14 @@ var helpers = map[string]func(args []string) error{
 			func() error { return rawChmod("b", 0o4755) },
 			func() error { return unix.Fchmodat(dfd, "b", 0o2750, 0) },
 			func() error { return rawChmod("b", 0o755) }, // no setuid bit: not reported
+			func() error {
+				fd, err := unix.Open("b", unix.O_RDONLY, 0)
+				if err != nil {
+					return err
+				}
+				defer unix.Close(fd)
+				return unix.Fchmod(fd, 0o6711)
+			},
 		}
 		for i, s := range steps {
 			if err := s(); err != nil {
@@ -92,7 +100,7 @@ var helpers = map[string]func(args []string) error{
 		}
 		return c.Close()
 	},
-	// server <addr-file>: bind [::1]:0, listen(7), write the port, accept one.
+	// server <addr-file>: bind [::1]:0, listen(7), write the port, accept two.
 	"server": func(a []string) error {
 		fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_STREAM, 0)
 		if err != nil {
@@ -112,11 +120,17 @@ var helpers = map[string]func(args []string) error{
 		if err := os.WriteFile(a[0], []byte(strconv.Itoa(port)), 0o644); err != nil {
 			return err
 		}
-		nfd, _, err := unix.Accept4(fd, unix.SOCK_CLOEXEC)
+		// The first connection through accept(2), the second accept4(2).
+		nfd, _, e := unix.Syscall(unix.SYS_ACCEPT, uintptr(fd), 0, 0)
+		if e != 0 {
+			return e
+		}
+		unix.Close(int(nfd))
+		nfd2, _, err := unix.Accept4(fd, unix.SOCK_CLOEXEC)
 		if err != nil {
 			return err
 		}
-		unix.Close(nfd)
+		unix.Close(nfd2)
 		return unix.Close(fd)
 	},
 	// packet: open an AF_PACKET socket.
@@ -143,13 +157,43 @@ var helpers = map[string]func(args []string) error{
 		}
 		return unix.Dup3(int(f.Fd()), 0, 0)
 	},
-	// ids: setresgid then setresuid, dropping root.
+	// ids: every set*id syscall once, on this thread only (raw syscalls;
+	// the unix wrappers repeat the call on every thread).
 	"ids": func(a []string) error {
 		runtime.LockOSThread()
-		if err := unix.Setresgid(2001, 2002, -1); err != nil {
-			return err
+		m1 := ^uintptr(0)
+		for i, c := range []struct{ nr, a0, a1, a2 uintptr }{
+			{unix.SYS_SETGID, 2000, 0, 0},
+			{unix.SYS_SETREGID, 2001, 2002, 0},
+			{unix.SYS_SETRESGID, 2003, 2004, m1},
+			{unix.SYS_SETREUID, 1001, m1, 0},
+			{unix.SYS_SETRESUID, 1002, 1003, m1},
+			{unix.SYS_SETUID, 1002, 0, 0},
+		} {
+			if _, _, e := unix.RawSyscall(c.nr, c.a0, c.a1, c.a2); e != 0 {
+				return fmt.Errorf("step %d: %w", i, e)
+			}
 		}
-		return unix.Setresuid(1001, 1002, -1)
+		return nil
+	},
+	// open-legacy <dir>: the pre-openat syscalls open(2) and creat(2).
+	"open-legacy": func(a []string) error {
+		for _, c := range []struct {
+			nr    uintptr
+			name  string
+			flags uintptr
+		}{
+			{unix.SYS_CREAT, "viacreat", 0o600},
+			{unix.SYS_OPEN, "viacreat", unix.O_WRONLY | unix.O_APPEND},
+		} {
+			p, _ := unix.BytePtrFromString(a[0] + "/" + c.name)
+			fd, _, e := unix.Syscall(c.nr, uintptr(unsafe.Pointer(p)), c.flags, 0o600)
+			if e != 0 {
+				return fmt.Errorf("%s: %w", c.name, e)
+			}
+			unix.Close(int(fd))
+		}
+		return nil
 	},
 	// capset: keep only CAP_NET_BIND_SERVICE (10) and CAP_SYS_ADMIN (21)
 	// permitted, CAP_NET_BIND_SERVICE effective.

@@ -80,12 +80,15 @@ func TestServer(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	conn, err := net.Dial("tcp6", "[::1]:"+strconv.Itoa(port))
-	if err != nil {
-		t.Fatal(err)
+	var clients []netip.AddrPort
+	for range 2 {
+		conn, err := net.Dial("tcp6", "[::1]:"+strconv.Itoa(port))
+		if err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, conn.LocalAddr().(*net.TCPAddr).AddrPort())
+		conn.Close()
 	}
-	client := conn.LocalAddr().(*net.TCPAddr).AddrPort()
-	conn.Close()
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("server: %v: %s", err, out.String())
 	}
@@ -100,9 +103,18 @@ func TestServer(t *testing.T) {
 	if l.Net.Src != srv || l.Net.Backlog != 7 || l.Net.FD != b.Net.FD {
 		t.Errorf("listen %+v", l.Net)
 	}
-	a := c.waitFor(t, "accept", of(event.KindAccept, pid))
-	if a.Net.Src != srv || a.Net.Dst != client || a.Ret < 3 || a.Net.FD != int32(a.Ret) {
-		t.Errorf("accept %+v ret %d; want src %v dst %v", a.Net, a.Ret, srv, client)
+	c.waitExit(t, pid)
+	acc := c.all(of(event.KindAccept, pid))
+	if len(acc) != 2 {
+		t.Fatalf("%d accept events, want 2 (accept and accept4)", len(acc))
+	}
+	for i, a := range acc {
+		if a.Net.Src != srv || a.Net.Dst != clients[i] || a.Ret < 3 || a.Net.FD != int32(a.Ret) {
+			t.Errorf("accept %d: %+v ret %d; want src %v dst %v", i, a.Net, a.Ret, srv, clients[i])
+		}
+	}
+	if acc[0].Proc.TID == 0 || acc[1].Ret == 0 {
+		t.Errorf("accept records incomplete: %+v", acc)
 	}
 }
 

@@ -15,17 +15,37 @@ import (
 func TestSetIDs(t *testing.T) {
 	c := startSensor(t, Config{})
 	pid := runHelper(t, "", "ids")
-	g := c.waitFor(t, "setresgid", of(event.KindSetgid, pid))
-	if g.Priv.Op != "setresgid" || g.Priv.IDs != [3]int64{2001, 2002, -1} || g.Ret != 0 {
-		t.Errorf("setresgid %+v ret %d", g.Priv, g.Ret)
+	c.waitExit(t, pid)
+	var got []*event.Event
+	for _, e := range c.all(func(e *event.Event) bool {
+		return e.Proc.PID == pid && (e.Kind == event.KindSetuid || e.Kind == event.KindSetgid)
+	}) {
+		got = append(got, e)
 	}
-	u := c.waitFor(t, "setresuid", of(event.KindSetuid, pid))
-	if u.Priv.Op != "setresuid" || u.Priv.IDs != [3]int64{1001, 1002, -1} || u.Ret != 0 {
-		t.Errorf("setresuid %+v ret %d", u.Priv, u.Ret)
+	want := []struct {
+		kind event.Kind
+		op   string
+		ids  [3]int64
+	}{
+		{event.KindSetgid, "setgid", [3]int64{2000, -1, -1}},
+		{event.KindSetgid, "setregid", [3]int64{2001, 2002, -1}},
+		{event.KindSetgid, "setresgid", [3]int64{2003, 2004, -1}},
+		{event.KindSetuid, "setreuid", [3]int64{1001, -1, -1}},
+		{event.KindSetuid, "setresuid", [3]int64{1002, 1003, -1}},
+		{event.KindSetuid, "setuid", [3]int64{1002, -1, -1}},
 	}
-	// The record is taken at syscall exit: the ids are already changed.
-	if u.Proc.UID != 1001 || u.Proc.EUID != 1002 {
-		t.Errorf("after setresuid uid %d euid %d", u.Proc.UID, u.Proc.EUID)
+	if len(got) != len(want) {
+		t.Fatalf("%d set*id events, want %d", len(got), len(want))
+	}
+	for i, w := range want {
+		e := got[i]
+		if e.Kind != w.kind || e.Priv.Op != w.op || e.Priv.IDs != w.ids || e.Ret != 0 {
+			t.Errorf("event %d: %v %s %v ret %d; want %v %s %v", i, e.Kind, e.Priv.Op, e.Priv.IDs, e.Ret, w.kind, w.op, w.ids)
+		}
+	}
+	// Records are taken at syscall exit: the ids are already changed.
+	if u := got[len(got)-1].Proc; u.UID != 1002 || u.EUID != 1002 || u.GID != 2003 || u.EGID != 2004 {
+		t.Errorf("after the last setuid: uid %d euid %d gid %d egid %d", u.UID, u.EUID, u.GID, u.EGID)
 	}
 }
 
