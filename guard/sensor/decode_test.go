@@ -145,3 +145,16 @@ func FuzzDecode(f *testing.F) {
 		_ = event.AppendEvent(nil, &e)
 	})
 }
+
+// BenchmarkDecode is the reader's per-record cost for an exec record.
+func BenchmarkDecode(b *testing.B) {
+	raw := record(bpfsensor.SensorEvent{Kind: 1, Comm: comm("curl")}, "/usr/bin/curl\x00", "curl\x00-s\x00https://example.com/\x00", "/root\x00")
+	d := NewDecoder(time.Now())
+	b.ReportAllocs()
+	for b.Loop() {
+		var e event.Event
+		if err := d.Decode(raw, &e); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
