@@ -14,7 +14,7 @@
  *                       VIGIL_FIELDS(VIGIL_F_PROC_NAME, VIGIL_F_CONTAINER_ID));
  *   }
  *
- * Build:  clang-14 --target=wasm32 -O2 -ffreestanding -nostdlib \
+ * Build:  clang-14 --target=wasm32 -O2 -mbulk-memory -ffreestanding -nostdlib \
  *             -Wl,--no-entry -Wl,--export-dynamic -o rule.wasm rule.c
  *
  * The first argument of vigil_alert/kill/block/observe is the rule's index in

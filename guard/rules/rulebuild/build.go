@@ -123,7 +123,7 @@ func Build(ctx context.Context, src string, opts Options) (string, error) {
 		if root == "" {
 			return "", errors.New("cannot find sdk/c/vigil.h: set VIGIL_SDK to the vigil repository root")
 		}
-		args := []string{"--target=wasm32", "-O2", "-ffreestanding", "-nostdlib", "-Wall", "-Werror",
+		args := []string{"--target=wasm32", "-O2", "-mbulk-memory", "-ffreestanding", "-nostdlib", "-Wall", "-Werror",
 			"-I", filepath.Join(root, "sdk", "c"),
 			"-Wl,--no-entry", "-Wl,--export-dynamic", "-Wl,--stack-first", "-Wl,-z,stack-size=65536",
 			"-o", out}
