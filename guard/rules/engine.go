@@ -57,7 +57,9 @@ type Config struct {
 	// BatchSize is the most events handed to a module per call [256].
 	BatchSize int
 	// SlowBatch and SlowStrikes: a module over SlowBatch on SlowStrikes
-	// consecutive batches is quarantined [10ms, 3].
+	// consecutive batches is quarantined [Timeout/2, 3]. Both are wall-clock
+	// bounds, so they are set far above a healthy batch's cost: a loaded
+	// node stretches every batch, and must not quarantine healthy rules.
 	SlowBatch   time.Duration
 	SlowStrikes int
 	// Pins maps a module file name to its sha256 (hex). When non-nil,
@@ -87,7 +89,7 @@ func (c *Config) setDefaults() {
 		c.BatchSize = 256
 	}
 	if c.SlowBatch <= 0 {
-		c.SlowBatch = 10 * time.Millisecond
+		c.SlowBatch = c.Timeout / 2
 	}
 	if c.SlowStrikes <= 0 {
 		c.SlowStrikes = 3

@@ -13,6 +13,7 @@ import (
 
 	"github.com/tetratelabs/wazero"
 	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
 )
@@ -65,7 +66,35 @@ type instance struct {
 	inPtr, inCap uint32
 	stack        [3]uint64
 	lastVerdict  []int32
+	memHit       *atomic.Bool // set when a memory.grow was refused
 }
+
+// limitedMemory backs a guest's linear memory and refuses to grow it past
+// limit, recording that it did.
+type limitedMemory struct {
+	buf   []byte
+	limit uint64
+	hit   *atomic.Bool
+}
+
+func (l *limitedMemory) Reallocate(size uint64) []byte {
+	if size > l.limit {
+		l.hit.Store(true)
+		return nil
+	}
+	if size <= uint64(cap(l.buf)) {
+		// Bytes between len and cap were zeroed by make and never exposed:
+		// memory only grows.
+		l.buf = l.buf[:size]
+		return l.buf
+	}
+	nb := make([]byte, size, min(max(size, 2*uint64(cap(l.buf))), l.limit))
+	copy(nb, l.buf)
+	l.buf = nb
+	return nb
+}
+
+func (l *limitedMemory) Free() { l.buf = nil }
 
 // loadModule compiles and validates one module and instantiates its first
 // instance. It always returns a module: one that failed is returned
@@ -95,10 +124,12 @@ func (m *module) init(ctx context.Context, cache wazero.CompilationCache, wasm [
 	} else if ok && pin != m.digest {
 		return fmt.Errorf("%w: %s has sha256 %s, pinned %s", ErrDigestMismatch, m.name, m.digest, pin)
 	}
-	pages := uint32(m.memLimit >> 16)
+	// The memory limit is enforced by limitedMemory rather than by
+	// WithMemoryLimitPages, so that a guest hitting it is detected (and
+	// quarantined) even when its last memory.grow asked for more than what
+	// was left.
 	rc := wazero.NewRuntimeConfigCompiler().
 		WithCompilationCache(cache).
-		WithMemoryLimitPages(pages).
 		WithCloseOnContextDone(true)
 	m.rt = wazero.NewRuntimeWithConfig(ctx, rc)
 	compiled, err := m.rt.CompileModule(ctx, wasm)
@@ -222,20 +253,28 @@ func (m *module) newInstance(ctx context.Context) (*instance, error) {
 	if m.hasInit {
 		mc = mc.WithStartFunctions("_initialize")
 	}
+	hit := new(atomic.Bool)
 	ictx, cancel := context.WithTimeout(ctx, m.cfg.InitTimeout)
 	defer cancel()
+	ictx = experimental.WithMemoryAllocator(ictx, experimental.MemoryAllocatorFunc(func(_, _ uint64) experimental.LinearMemory {
+		return &limitedMemory{limit: m.memLimit, hit: hit}
+	}))
 	mod, err := m.rt.InstantiateModule(ictx, m.compiled, mc)
 	if err != nil {
+		if hit.Load() {
+			return nil, fmt.Errorf("%w: %d bytes at instantiation", ErrMemoryLimit, m.memLimit)
+		}
 		if ictx.Err() != nil && ctx.Err() == nil {
 			return nil, fmt.Errorf("%w: _initialize ran past %v", ErrDeadline, m.cfg.InitTimeout)
 		}
 		return nil, fmt.Errorf("%w: %w", ErrInit, err)
 	}
 	inst := &instance{
-		mod:   mod,
-		mem:   mod.Memory(),
-		input: mod.ExportedFunction("vigil_input"),
-		eval:  mod.ExportedFunction("vigil_evaluate"),
+		mod:    mod,
+		mem:    mod.Memory(),
+		input:  mod.ExportedFunction("vigil_input"),
+		eval:   mod.ExportedFunction("vigil_evaluate"),
+		memHit: hit,
 	}
 	if inst.mem == nil || inst.input == nil || inst.eval == nil {
 		mod.Close(ctx)
@@ -394,8 +433,8 @@ func (m *module) call(ctx context.Context, inst *instance, in []byte, n int, bas
 	if err != nil {
 		return dst, m.classify(ctx, err)
 	}
-	if size := inst.mem.Size(); uint64(size) >= m.memLimit {
-		return dst, fmt.Errorf("%w: %d bytes", ErrMemoryLimit, size)
+	if inst.memHit.Load() {
+		return dst, fmt.Errorf("%w: a memory.grow past %d bytes was refused", ErrMemoryLimit, m.memLimit)
 	}
 	if took > m.cfg.SlowBatch {
 		if m.slowStrikes.Add(1) >= int32(m.cfg.SlowStrikes) {

@@ -86,3 +86,9 @@ func decode(out []byte) []fixture.Got {
 	}
 	return res
 }
+
+// EvaluateWire runs the registered rules natively over a batch of n
+// wire-format events and returns the ABI output buffer (nil when empty). It
+// exists so benchmarks can compare a rule's native cost with its Wasm cost
+// on identical input.
+func EvaluateWire(in []byte, n int) []byte { return evaluate(in, n) }

@@ -9,5 +9,5 @@
   (func (export "vigil_abi_version") (result i32) (i32.const 1))
   (func (export "vigil_meta") (result i64) (i64.or (i64.shl (i64.const 106) (i64.const 32)) (i64.const 1024)))
   (func (export "vigil_input") (param i32) (result i32) (i32.const 65536))
-  (func (export "vigil_evaluate") (param $p i32) (param $l i32) (param $n i32) (result i64) (local $i i32) (local.set $i (i32.const 8000000)) (loop $l (local.set $i (i32.sub (local.get $i) (i32.const 1))) (br_if $l (local.get $i))) (i64.const 0))
+  (func (export "vigil_evaluate") (param $p i32) (param $l i32) (param $n i32) (result i64) (local $i i32) (local.set $i (i32.const 2000000)) (loop $l (local.set $i (i32.sub (local.get $i) (i32.const 1))) (br_if $l (local.get $i))) (i64.const 0))
 )
