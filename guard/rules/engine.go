@@ -56,10 +56,12 @@ type Config struct {
 	MaxInstances int
 	// BatchSize is the most events handed to a module per call [256].
 	BatchSize int
-	// SlowBatch and SlowStrikes: a module over SlowBatch on SlowStrikes
-	// consecutive batches is quarantined [Timeout/2, 3]. Both are wall-clock
-	// bounds, so they are set far above a healthy batch's cost: a loaded
-	// node stretches every batch, and must not quarantine healthy rules.
+	// SlowBatch and SlowStrikes: a module using over SlowBatch of CPU time
+	// on SlowStrikes consecutive batches is quarantined [Timeout/2, 3].
+	// CPU time, not wall time, so a loaded node does not quarantine
+	// healthy rules; likewise a batch that hits the (wall-clock) Timeout
+	// having used under Timeout/20 of CPU is counted as starved rather
+	// than blamed on the guest (see ModuleStats.StarvedBatches).
 	SlowBatch   time.Duration
 	SlowStrikes int
 	// Pins maps a module file name to its sha256 (hex). When non-nil,
@@ -362,10 +364,16 @@ type ModuleStats struct {
 	Reason                                  error
 	Events, Batches, Verdicts, Observations uint64
 	// DroppedVerdicts counts repeated verdicts of one rule for one event.
-	DroppedVerdicts      uint64
+	DroppedVerdicts uint64
+	// StarvedBatches counts batches that hit the wall-clock deadline while
+	// the guest had used under a twentieth of it in CPU time: the node was
+	// starved, so the batch was lost for this module; only SlowStrikes
+	// such batches in a row quarantine it.
+	StarvedBatches       uint64
 	LogLines, LogDropped uint64
 	Instances            int64
-	Busy                 time.Duration
+	// Busy is the CPU time spent inside the guest.
+	Busy time.Duration
 }
 
 // Stats returns a snapshot of every module's state and counters.
@@ -381,6 +389,7 @@ func (e *Engine) Stats() Stats {
 			Verdicts:        m.verdicts.Load(),
 			Observations:    m.observations.Load(),
 			DroppedVerdicts: m.dropped.Load(),
+			StarvedBatches:  m.starved.Load(),
 			LogLines:        m.logLines.Load(),
 			LogDropped:      m.logDropped.Load(),
 			Instances:       m.instances.Load(),

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,7 +17,20 @@ import (
 	"github.com/tetratelabs/wazero/experimental"
 	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
 	"github.com/tetratelabs/wazero/sys"
+	"golang.org/x/sys/unix"
 )
+
+// errStarved marks a batch lost to CPU starvation rather than to the guest.
+var errStarved = errors.New("batch starved of cpu")
+
+// threadCPU is the calling thread's CPU time.
+func threadCPU() time.Duration {
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts) != nil {
+		return 0
+	}
+	return time.Duration(ts.Nano())
+}
 
 const (
 	hostModule = "vigil"
@@ -51,9 +65,12 @@ type module struct {
 	qmu         sync.Mutex
 	reason      error
 	slowStrikes atomic.Int32
+	// starveStrikes counts consecutive batches lost to CPU starvation.
+	starveStrikes atomic.Int32
 
 	events, batches, verdicts, observations atomic.Uint64
 	dropped, logLines, logDropped, busyNs   atomic.Uint64
+	starved                                 atomic.Uint64
 	instances                               atomic.Int64
 	logWindow                               atomic.Int64
 	logCount                                atomic.Int32
@@ -388,8 +405,8 @@ func (m *module) evaluate(ctx context.Context, in []byte, n int, base int, idx [
 	}
 	dst, fail := m.call(ctx, inst, in, n, base, idx, dst)
 	if fail != nil || m.quarantined.Load() {
-		m.discard(ctx, inst)
-		if fail != nil {
+		m.discard(ctx, inst) // a failed or interrupted instance never runs again
+		if fail != nil && fail != errStarved {
 			m.quarantine(fail)
 		}
 		if ctx.Err() != nil {
@@ -424,15 +441,34 @@ func (m *module) call(ctx context.Context, inst *instance, in []byte, n int, bas
 		return dst, fmt.Errorf("%w: input buffer %#x+%d", ErrBadPointer, inst.inPtr, len(in))
 	}
 	inst.stack[0], inst.stack[1], inst.stack[2] = uint64(inst.inPtr), uint64(len(in)), uint64(n)
-	start := time.Now()
+	// The call is timed in thread CPU time, not wall time: on a loaded node
+	// a healthy guest can wait long for a CPU, and that is not its fault.
+	// Locking the goroutine to its thread makes the thread clock the call's.
+	runtime.LockOSThread()
+	cpu0 := threadCPU()
 	err := inst.eval.CallWithStack(cctx, inst.stack[:])
-	took := time.Since(start)
+	took := threadCPU() - cpu0
+	runtime.UnlockOSThread()
 	m.busyNs.Add(uint64(took))
 	m.batches.Add(1)
 	m.events.Add(uint64(n))
 	if err != nil {
-		return dst, m.classify(ctx, err)
+		reason := m.classify(ctx, err)
+		if errors.Is(reason, ErrDeadline) && took < m.cfg.Timeout/20 {
+			// The wall-clock deadline passed while the guest had barely
+			// run: the node is starved of CPU, the guest is not stuck (a
+			// stuck guest burns every slice it gets). Lose this batch for
+			// this module (counted) and keep the module, unless it keeps
+			// happening.
+			m.starved.Add(1)
+			if m.starveStrikes.Add(1) < int32(m.cfg.SlowStrikes) {
+				return dst, errStarved
+			}
+			return dst, fmt.Errorf("%w: %d consecutive batches (using %v of CPU each)", ErrDeadline, m.cfg.SlowStrikes, took)
+		}
+		return dst, reason
 	}
+	m.starveStrikes.Store(0)
 	if inst.memHit.Load() {
 		return dst, fmt.Errorf("%w: a memory.grow past %d bytes was refused", ErrMemoryLimit, m.memLimit)
 	}
