@@ -1,19 +1,184 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/vigilsec/vigil/guard/rules"
+	"github.com/vigilsec/vigil/guard/rules/fixture"
+	"github.com/vigilsec/vigil/guard/rules/rulebuild"
 )
 
-// newRulesCmd is a placeholder until its issue lands; it refuses to run
-// rather than pretend.
 func newRulesCmd() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "rules",
-		Short: "(not built yet)",
-		RunE: func(*cobra.Command, []string) error {
-			return errors.New("rules: not built yet")
+		Short: "Build and test Wasm rule modules",
+	}
+	var b rulesBuildConfig
+	build := &cobra.Command{
+		Use:   "build DIR|FILE",
+		Short: "Build a rule module (Go, C, Rust, AssemblyScript or WAT, detected from the files)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			b.src = args[0]
+			return runRulesBuild(c.Context(), c.OutOrStdout(), b)
 		},
 	}
+	build.Flags().StringVarP(&b.out, "output", "o", "", "output .wasm path (default DIR/build/<name>.wasm)")
+	build.Flags().BoolVar(&b.noCheck, "no-check", false, "skip loading the built module to check its exports and metadata")
+	var t rulesTestConfig
+	test := &cobra.Command{
+		Use:   "test DIR",
+		Short: "Run DIR/fixtures/*.json against the rule module built from DIR",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			t.dir = args[0]
+			return runRulesTest(c.Context(), c.OutOrStdout(), t)
+		},
+	}
+	test.Flags().StringVar(&t.module, "module", "", "use this prebuilt .wasm instead of building DIR")
+	test.Flags().StringVar(&t.fixtures, "fixtures", "", "fixture directory (default DIR/fixtures)")
+	cmd.AddCommand(build, test)
+	return cmd
+}
+
+type rulesBuildConfig struct {
+	src, out string
+	noCheck  bool
+}
+
+func runRulesBuild(ctx context.Context, w io.Writer, cfg rulesBuildConfig) error {
+	out, err := rulebuild.Build(ctx, cfg.src, rulebuild.Options{Out: cfg.out, Progress: w})
+	if err != nil {
+		return err
+	}
+	if cfg.noCheck {
+		return nil
+	}
+	eng, cleanup, err := engineFor(ctx, out)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	return describe(w, eng)
+}
+
+type rulesTestConfig struct {
+	dir, module, fixtures string
+}
+
+func runRulesTest(ctx context.Context, w io.Writer, cfg rulesTestConfig) error {
+	mod := cfg.module
+	if mod == "" {
+		tmp, err := os.MkdirTemp("", "vigil-rules-test-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		name := filepath.Base(filepath.Clean(cfg.dir))
+		if mod, err = rulebuild.Build(ctx, cfg.dir, rulebuild.Options{Out: filepath.Join(tmp, name+".wasm"), Progress: w}); err != nil {
+			return err
+		}
+	}
+	eng, cleanup, err := engineFor(ctx, mod)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	if err := describe(w, eng); err != nil {
+		return err
+	}
+	fdir := cfg.fixtures
+	if fdir == "" {
+		fdir = filepath.Join(cfg.dir, "fixtures")
+	}
+	files, order, err := fixture.LoadDir(fdir)
+	if err != nil {
+		return err
+	}
+	if len(order) == 0 {
+		return fmt.Errorf("no fixtures in %s", fdir)
+	}
+	pass, fail := 0, 0
+	for _, path := range order {
+		res, err := eng.RunCases(ctx, files[path])
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		for _, r := range res {
+			if r.Err != nil {
+				fail++
+				fmt.Fprintf(w, "FAIL %s: %s: %v\n", filepath.Base(path), r.Name, r.Err)
+			} else {
+				pass++
+				fmt.Fprintf(w, "ok   %s: %s\n", filepath.Base(path), r.Name)
+			}
+		}
+	}
+	if s := eng.Stats(); s.Quarantined > 0 {
+		return fmt.Errorf("module quarantined during the run: %v", s.Modules[0].Reason)
+	}
+	fmt.Fprintf(w, "%d passed, %d failed\n", pass, fail)
+	if fail > 0 {
+		return fmt.Errorf("%d of %d cases failed", fail, pass+fail)
+	}
+	return nil
+}
+
+// engineFor loads one module file in a private engine.
+func engineFor(ctx context.Context, wasm string) (*rules.Engine, func(), error) {
+	dir, err := os.MkdirTemp("", "vigil-rules-")
+	if err != nil {
+		return nil, nil, err
+	}
+	b, err := os.ReadFile(wasm)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, filepath.Base(wasm)), b, 0o644)
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	eng, err := rules.New(ctx, rules.Config{Dir: dir, CacheDir: compileCacheDir()})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, err
+	}
+	return eng, func() { eng.Close(); os.RemoveAll(dir) }, nil
+}
+
+// compileCacheDir is the shared wazero cache, or "" when it cannot be made.
+func compileCacheDir() string {
+	base := os.Getenv("CACHE")
+	if base == "" {
+		base = "/var/cache/vigil"
+	}
+	d := filepath.Join(base, "wazero")
+	if os.MkdirAll(d, 0o755) != nil {
+		return ""
+	}
+	return d
+}
+
+func describe(w io.Writer, eng *rules.Engine) error {
+	s := eng.Stats()
+	if len(s.Modules) != 1 {
+		return fmt.Errorf("expected one module, found %d", len(s.Modules))
+	}
+	m := s.Modules[0]
+	if m.Quarantined {
+		return fmt.Errorf("module %s refused: %w", m.Name, m.Reason)
+	}
+	if m.Reason != nil {
+		return errors.New(m.Reason.Error())
+	}
+	fmt.Fprintf(w, "module %q (%s, sha256 %s): %d rules: %s\n", m.Module, m.Name, m.Digest[:12], len(m.Rules), strings.Join(m.Rules, ", "))
+	return nil
 }

@@ -1,0 +1,227 @@
+// Package rulebuild turns a rule source directory (or one .wat file) into a
+// .wasm module, picking the toolchain from the files present. It is what
+// `vigil rules build` and scripts/build-rules.sh run.
+package rulebuild
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// Lang is a rule source language.
+type Lang string
+
+// Languages, detected in this order.
+const (
+	Go             Lang = "go"
+	Rust           Lang = "rust"
+	AssemblyScript Lang = "assemblyscript"
+	C              Lang = "c"
+	WAT            Lang = "wat"
+)
+
+// ErrUnknownLanguage is returned when no known source files are found.
+var ErrUnknownLanguage = errors.New("no rule sources found (want go.mod/*.go, Cargo.toml/*.rs, package.json/*.ts, *.c or *.wat)")
+
+// Options configures a build.
+type Options struct {
+	// Out is the .wasm path to write [DIR/build/<dir name>.wasm].
+	Out string
+	// SDKRoot is the repository root holding sdk/c/vigil.h [found by walking
+	// up from the source, else $VIGIL_SDK].
+	SDKRoot string
+	// Progress receives one line per step [discard].
+	Progress io.Writer
+	// Clang is the C compiler [clang-14, else clang].
+	Clang string
+}
+
+// Detect names the language of a directory or file.
+func Detect(path string) (Lang, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", err
+	}
+	if !st.IsDir() {
+		switch filepath.Ext(path) {
+		case ".wat":
+			return WAT, nil
+		case ".c":
+			return C, nil
+		}
+		return "", fmt.Errorf("%s: %w", path, ErrUnknownLanguage)
+	}
+	has := func(pattern string) bool {
+		m, _ := filepath.Glob(filepath.Join(path, pattern))
+		return len(m) > 0
+	}
+	switch {
+	case has("go.mod") || has("*.go"):
+		return Go, nil
+	case has("Cargo.toml") || has("*.rs") || has("src/*.rs"):
+		return Rust, nil
+	case has("package.json") || has("*.ts") || has("assembly/*.ts"):
+		return AssemblyScript, nil
+	case has("*.c"):
+		return C, nil
+	case has("*.wat"):
+		return WAT, nil
+	}
+	return "", fmt.Errorf("%s: %w", path, ErrUnknownLanguage)
+}
+
+// Build compiles src into opts.Out and returns the output path.
+func Build(ctx context.Context, src string, opts Options) (string, error) {
+	if opts.Progress == nil {
+		opts.Progress = io.Discard
+	}
+	lang, err := Detect(src)
+	if err != nil {
+		return "", err
+	}
+	abs, err := filepath.Abs(src)
+	if err != nil {
+		return "", err
+	}
+	out := opts.Out
+	if out == "" {
+		base := strings.TrimSuffix(filepath.Base(abs), filepath.Ext(abs))
+		out = filepath.Join(abs, "build", base+".wasm")
+	}
+	if out, err = filepath.Abs(out); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return "", err
+	}
+	fmt.Fprintf(opts.Progress, "==> %s: %s source, building %s\n", src, lang, out)
+	var cmd *exec.Cmd
+	switch lang {
+	case Go:
+		cmd = exec.CommandContext(ctx, goTool(), "build", "-buildmode=c-shared", "-trimpath", "-o", out, ".")
+		cmd.Dir = abs
+		cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm", "CGO_ENABLED=0")
+	case C:
+		files := []string{abs}
+		dir := abs
+		if st, _ := os.Stat(abs); st.IsDir() {
+			files, _ = filepath.Glob(filepath.Join(abs, "*.c"))
+		} else {
+			dir = filepath.Dir(abs)
+		}
+		root := opts.SDKRoot
+		if root == "" {
+			root = findSDK(dir)
+		}
+		if root == "" {
+			return "", errors.New("cannot find sdk/c/vigil.h: set VIGIL_SDK to the vigil repository root")
+		}
+		args := []string{"--target=wasm32", "-O2", "-mbulk-memory", "-ffreestanding", "-nostdlib", "-Wall", "-Werror",
+			"-I", filepath.Join(root, "sdk", "c"),
+			"-Wl,--no-entry", "-Wl,--export-dynamic", "-Wl,--stack-first", "-Wl,-z,stack-size=65536",
+			"-o", out}
+		cmd = exec.CommandContext(ctx, clang(opts.Clang), append(args, files...)...)
+		cmd.Dir = dir
+	case WAT:
+		file := abs
+		if st, _ := os.Stat(abs); st.IsDir() {
+			m, _ := filepath.Glob(filepath.Join(abs, "*.wat"))
+			if len(m) != 1 {
+				return "", fmt.Errorf("%s: %d .wat files; build one file at a time", src, len(m))
+			}
+			file = m[0]
+		}
+		cmd = exec.CommandContext(ctx, "wat2wasm", "-o", out, file)
+	case Rust:
+		cmd, err = rustCmd(ctx, abs, out)
+		if err != nil {
+			return "", err
+		}
+	case AssemblyScript:
+		cmd, err = ascCmd(ctx, abs, out)
+		if err != nil {
+			return "", err
+		}
+	}
+	fmt.Fprintf(opts.Progress, "    $ %s\n", strings.Join(cmd.Args, " "))
+	cmd.Stdout, cmd.Stderr = opts.Progress, opts.Progress
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("build %s (%s): %w", src, lang, err)
+	}
+	if st, err := os.Stat(out); err != nil {
+		return "", fmt.Errorf("build %s: no output: %w", src, err)
+	} else {
+		fmt.Fprintf(opts.Progress, "    wrote %s (%d bytes)\n", out, st.Size())
+	}
+	return out, nil
+}
+
+func goTool() string {
+	if g := os.Getenv("GO"); g != "" {
+		return g
+	}
+	return "go"
+}
+
+func clang(c string) string {
+	if c != "" {
+		return c
+	}
+	if p, err := exec.LookPath("clang-14"); err == nil {
+		return p
+	}
+	return "clang"
+}
+
+// findSDK walks up from dir to the directory holding sdk/c/vigil.h.
+func findSDK(dir string) string {
+	if env := os.Getenv("VIGIL_SDK"); env != "" {
+		return env
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "sdk", "c", "vigil.h")); err == nil {
+			return d
+		}
+		if filepath.Dir(d) == d {
+			return ""
+		}
+	}
+}
+
+// rustCmd builds with cargo when a Cargo.toml exists (and cargo is
+// installed), else with Debian's rustc directly on src/lib.rs or lib.rs.
+func rustCmd(ctx context.Context, dir, out string) (*exec.Cmd, error) {
+	lib := ""
+	for _, c := range []string{"src/lib.rs", "lib.rs"} {
+		if _, err := os.Stat(filepath.Join(dir, c)); err == nil {
+			lib = filepath.Join(dir, c)
+			break
+		}
+	}
+	if lib == "" {
+		return nil, fmt.Errorf("%s: rust rules need src/lib.rs or lib.rs", dir)
+	}
+	cmd := exec.CommandContext(ctx, "rustc", "--edition=2021", "--crate-type=cdylib", "--target=wasm32-unknown-unknown",
+		"-C", "opt-level=3", "-C", "panic=abort", "-o", out, lib)
+	cmd.Dir = dir
+	return cmd, nil
+}
+
+// ascCmd builds AssemblyScript with the project's asc (npx).
+func ascCmd(ctx context.Context, dir, out string) (*exec.Cmd, error) {
+	entries := []string{"assembly/index.ts", "index.ts"}
+	i := slices.IndexFunc(entries, func(e string) bool { _, err := os.Stat(filepath.Join(dir, e)); return err == nil })
+	if i < 0 {
+		return nil, fmt.Errorf("%s: AssemblyScript rules need assembly/index.ts or index.ts", dir)
+	}
+	cmd := exec.CommandContext(ctx, "npx", "--no-install", "asc", entries[i], "-o", out, "-O3", "--runtime", "stub", "--use", "abort=")
+	cmd.Dir = dir
+	return cmd, nil
+}

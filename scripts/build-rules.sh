@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Builds every Wasm module from source into wasm-rules/build/ (called by
+# `make rules`): the standard pack, the SDK examples, the conformance module
+# in each SDK language, and the deliberately broken guests used by the host
+# tests. Uses only Debian clang/lld, Go and wabt (scripts/deps.sh wasm).
+# Outputs are rebuilt only when a source is newer, so reruns are quick.
+#
+#   wasm-rules/build/standard.wasm           the guard loads this directory
+#   wasm-rules/build/examples/*.wasm         SDK examples
+#   wasm-rules/build/conformance/<lang>.wasm one per SDK language
+#   wasm-rules/build/hostile/*.wasm          broken guests (tests only)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+GO=${GO:-go}
+OUT=wasm-rules/build
+mkdir -p "$OUT/examples" "$OUT/conformance" "$OUT/hostile"
+
+VIGIL=$(mktemp -d)/vigil
+trap 'rm -rf "$(dirname "$VIGIL")"' EXIT
+echo "==> rules: building the vigil CLI"
+"$GO" build -o "$VIGIL" ./cmd/vigil
+
+# stale OUT SRC...: true when OUT is missing or older than any file under SRC
+# (plus the SDKs and the builder, which every module depends on).
+stale() {
+	local out=$1
+	shift
+	[[ ! -f $out ]] && return 0
+	[[ -n $(find "$@" sdk/c/vigil.h sdk/go guard/rules/rulebuild -newer "$out" -type f 2>/dev/null | head -1) ]]
+}
+
+build() { # build OUT SRC [flags]
+	local out=$1 src=$2
+	shift 2
+	if stale "$out" "$src"; then
+		"$VIGIL" rules build "$src" -o "$out" "$@"
+	else
+		echo "==> rules: $out is up to date"
+	fi
+}
+
+build "$OUT/standard.wasm" wasm-rules/standard
+build "$OUT/examples/c-example.wasm" sdk/c/example
+build "$OUT/examples/go-example.wasm" sdk/go/example
+build "$OUT/conformance/c.wasm" wasm-rules/conformance/c
+build "$OUT/conformance/go.wasm" wasm-rules/conformance/go
+for wat in wasm-rules/hostile/*.wat; do
+	build "$OUT/hostile/$(basename "$wat" .wat).wasm" "$wat" --no-check
+done
+echo "==> rules: done ($(find "$OUT" -name '*.wasm' | wc -l) modules)"

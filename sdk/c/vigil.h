@@ -1,0 +1,444 @@
+/*
+ * vigil.h: the C SDK for Vigil rule modules (wasm-rules/ABI.md, version 1).
+ * One header, no libc, no allocator. A rule module is one C file:
+ *
+ *   #include "vigil.h"
+ *
+ *   VIGIL_META("{\"abi\":1,\"module\":\"my-rules\",\"rules\":[{\"name\":\"Shell in container\","
+ *              "\"priority\":\"Warning\",\"kinds\":[\"exec\"]}]}");
+ *
+ *   void vigil_rules(const vigil_event *e) {       // the one function you write
+ *       if (e->kind == VIGIL_KIND_EXEC && vigil_has(e, VIGIL_F_CONTAINER_ID) &&
+ *           vigil_str_in(vigil_str(e, VIGIL_F_PROC_NAME), "bash", "sh", "zsh"))
+ *           vigil_alert(0, VIGIL_DEFAULT, "shell in container",
+ *                       VIGIL_FIELDS(VIGIL_F_PROC_NAME, VIGIL_F_CONTAINER_ID));
+ *   }
+ *
+ * Build:  clang-14 --target=wasm32 -O2 -mbulk-memory -ffreestanding -nostdlib \
+ *             -Wl,--no-entry -Wl,--export-dynamic -o rule.wasm rule.c
+ *
+ * The first argument of vigil_alert/kill/block/observe is the rule's index in
+ * the metadata "rules" array. Strings returned by getters point into the
+ * event and are valid only during vigil_rules.
+ */
+#ifndef VIGIL_H
+#define VIGIL_H
+
+typedef __UINT8_TYPE__ vigil_u8;
+typedef __UINT16_TYPE__ vigil_u16;
+typedef __UINT32_TYPE__ vigil_u32;
+typedef __INT64_TYPE__ vigil_i64;
+typedef __UINT64_TYPE__ vigil_u64;
+
+#define VIGIL_ABI_VERSION 1
+
+/* Priorities (alert.Priority) and actions (alert.Action). */
+#define VIGIL_EMERGENCY 0
+#define VIGIL_ALERT 1
+#define VIGIL_CRITICAL 2
+#define VIGIL_ERROR 3
+#define VIGIL_WARNING 4
+#define VIGIL_NOTICE 5
+#define VIGIL_INFO 6
+#define VIGIL_DEBUG 7
+#define VIGIL_DEFAULT 255 /* the rule's default priority or action */
+
+#define VIGIL_ACT_ALERT 1
+#define VIGIL_ACT_KILL 2
+#define VIGIL_ACT_BLOCK 3
+
+/* BEGIN GENERATED (guard/event/gen) */
+#define VIGIL_KIND_EXEC 1
+#define VIGIL_KIND_FORK 2
+#define VIGIL_KIND_EXIT 3
+#define VIGIL_KIND_OPEN 10
+#define VIGIL_KIND_UNLINK 11
+#define VIGIL_KIND_RENAME 12
+#define VIGIL_KIND_LINK 13
+#define VIGIL_KIND_SYMLINK 14
+#define VIGIL_KIND_CHMOD 15
+#define VIGIL_KIND_CONNECT 20
+#define VIGIL_KIND_ACCEPT 21
+#define VIGIL_KIND_BIND 22
+#define VIGIL_KIND_LISTEN 23
+#define VIGIL_KIND_PACKET_SOCKET 24
+#define VIGIL_KIND_DUP_SOCKET 25
+#define VIGIL_KIND_SETUID 30
+#define VIGIL_KIND_SETGID 31
+#define VIGIL_KIND_CAPSET 32
+#define VIGIL_KIND_PTRACE 33
+#define VIGIL_KIND_MOUNT 34
+#define VIGIL_KIND_UMOUNT 35
+#define VIGIL_KIND_UNSHARE 36
+#define VIGIL_KIND_SETNS 37
+#define VIGIL_KIND_MODULE_LOAD 38
+#define VIGIL_KIND_MEMFD_CREATE 39
+#define VIGIL_KIND_ADMISSION 100
+#define VIGIL_KIND_DEVIATION 110
+#define VIGIL_F_EVT_KIND 1 /* u64, evt.kind */
+#define VIGIL_F_EVT_TIME 2 /* u64, evt.time */
+#define VIGIL_F_EVT_CPU 3 /* u64, evt.cpu */
+#define VIGIL_F_EVT_RET 4 /* i64, evt.ret */
+#define VIGIL_F_PROC_PID 10 /* u64, proc.pid */
+#define VIGIL_F_PROC_TID 11 /* u64, proc.tid */
+#define VIGIL_F_PROC_PPID 12 /* u64, proc.ppid */
+#define VIGIL_F_PROC_NAME 13 /* string, proc.name */
+#define VIGIL_F_PROC_EXE 14 /* string, proc.exe */
+#define VIGIL_F_PROC_ARGS 15 /* string list, proc.args */
+#define VIGIL_F_PROC_ARGS_TRUNCATED 16 /* bool, proc.args_truncated */
+#define VIGIL_F_PROC_CWD 17 /* string, proc.cwd */
+#define VIGIL_F_PROC_TTY 18 /* u64, proc.tty */
+#define VIGIL_F_PROC_CGROUP_ID 19 /* u64, proc.cgroup_id */
+#define VIGIL_F_PROC_PIDNS 20 /* u64, proc.pidns */
+#define VIGIL_F_PROC_MNTNS 21 /* u64, proc.mntns */
+#define VIGIL_F_PROC_EXE_MEMFD 22 /* bool, proc.exe_memfd */
+#define VIGIL_F_PROC_EXE_UPPER 23 /* bool, proc.exe_upper */
+#define VIGIL_F_PROC_EXIT_CODE 24 /* i64, proc.exit_code */
+#define VIGIL_F_PROC_PNAME 25 /* string, proc.pname */
+#define VIGIL_F_PROC_PEXE 26 /* string, proc.pexe */
+#define VIGIL_F_PROC_ANCESTORS 27 /* string list, proc.ancestors */
+#define VIGIL_F_PROC_START_TIME 28 /* u64, proc.start_time */
+#define VIGIL_F_USER_UID 40 /* u64, user.uid */
+#define VIGIL_F_USER_GID 41 /* u64, user.gid */
+#define VIGIL_F_USER_EUID 42 /* u64, user.euid */
+#define VIGIL_F_USER_EGID 43 /* u64, user.egid */
+#define VIGIL_F_USER_LOGINUID 44 /* u64, user.loginuid */
+#define VIGIL_F_CONTAINER_ID 60 /* string, container.id */
+#define VIGIL_F_CONTAINER_RUNTIME 61 /* string, container.runtime */
+#define VIGIL_F_CONTAINER_NAME 62 /* string, container.name */
+#define VIGIL_F_CONTAINER_IMAGE 63 /* string, container.image */
+#define VIGIL_F_CONTAINER_IMAGE_DIGEST 64 /* string, container.image_digest */
+#define VIGIL_F_K8S_POD_UID 80 /* string, k8s.pod_uid */
+#define VIGIL_F_K8S_NS 81 /* string, k8s.ns */
+#define VIGIL_F_K8S_POD 82 /* string, k8s.pod */
+#define VIGIL_F_K8S_CONTAINER 83 /* string, k8s.container */
+#define VIGIL_F_K8S_WORKLOAD 84 /* string, k8s.workload */
+#define VIGIL_F_K8S_REVISION 85 /* string, k8s.revision */
+#define VIGIL_F_FILE_PATH 100 /* string, file.path */
+#define VIGIL_F_FILE_NEW_PATH 101 /* string, file.new_path */
+#define VIGIL_F_FILE_FLAGS 102 /* u64, file.flags */
+#define VIGIL_F_FILE_MODE 103 /* u64, file.mode */
+#define VIGIL_F_NET_FAMILY 120 /* u64, net.family */
+#define VIGIL_F_NET_PROTO 121 /* u64, net.proto */
+#define VIGIL_F_NET_SOCK_TYPE 122 /* u64, net.sock_type */
+#define VIGIL_F_NET_SRC_ADDR 123 /* ip address, net.src_addr */
+#define VIGIL_F_NET_SRC_PORT 124 /* u64, net.src_port */
+#define VIGIL_F_NET_DST_ADDR 125 /* ip address, net.dst_addr */
+#define VIGIL_F_NET_DST_PORT 126 /* u64, net.dst_port */
+#define VIGIL_F_NET_FD 127 /* i64, net.fd */
+#define VIGIL_F_NET_BACKLOG 128 /* i64, net.backlog */
+#define VIGIL_F_PRIV_OP 140 /* string, priv.op */
+#define VIGIL_F_PRIV_ID0 141 /* i64, priv.id0 */
+#define VIGIL_F_PRIV_ID1 142 /* i64, priv.id1 */
+#define VIGIL_F_PRIV_ID2 143 /* i64, priv.id2 */
+#define VIGIL_F_PRIV_CAP_EFFECTIVE 144 /* u64, priv.cap_effective */
+#define VIGIL_F_PRIV_CAP_PERMITTED 145 /* u64, priv.cap_permitted */
+#define VIGIL_F_PRIV_CAP_INHERITABLE 146 /* u64, priv.cap_inheritable */
+#define VIGIL_F_PRIV_PTRACE_REQUEST 147 /* i64, priv.ptrace_request */
+#define VIGIL_F_PRIV_TARGET_PID 148 /* u64, priv.target_pid */
+#define VIGIL_F_PRIV_FLAGS 149 /* u64, priv.flags */
+#define VIGIL_F_PRIV_MOUNT_SOURCE 150 /* string, priv.mount_source */
+#define VIGIL_F_PRIV_MOUNT_TARGET 151 /* string, priv.mount_target */
+#define VIGIL_F_PRIV_FSTYPE 152 /* string, priv.fstype */
+#define VIGIL_F_PRIV_NAME 153 /* string, priv.name */
+/* END GENERATED */
+
+/* ---- events ------------------------------------------------------------ */
+
+typedef struct {
+	const vigil_u8 *p; /* the wire-format event (header included) */
+	vigil_u32 len;
+	vigil_u16 kind;
+	vigil_u32 index; /* position in the batch */
+} vigil_event;
+
+/* A string value: not NUL-terminated. n == 0 when absent. */
+typedef struct {
+	const char *p;
+	vigil_u32 n;
+} vigil_str_t;
+
+static inline vigil_u16 vigil__u16(const vigil_u8 *p) { return (vigil_u16)(p[0] | p[1] << 8); }
+static inline vigil_u32 vigil__u32(const vigil_u8 *p) {
+	return (vigil_u32)p[0] | (vigil_u32)p[1] << 8 | (vigil_u32)p[2] << 16 | (vigil_u32)p[3] << 24;
+}
+static inline vigil_u64 vigil__u64(const vigil_u8 *p) {
+	return (vigil_u64)vigil__u32(p) | (vigil_u64)vigil__u32(p + 4) << 32;
+}
+
+/* vigil_find returns the value of field id at element index idx (0 for
+ * ordinary fields) and stores its length, or returns 0 when absent. Records
+ * are sorted, so the walk stops early. */
+static inline const vigil_u8 *vigil_find(const vigil_event *e, vigil_u16 id, vigil_u16 idx, vigil_u32 *len) {
+	vigil_u32 off = 8, n = vigil__u16(e->p + 6);
+	for (vigil_u32 i = 0; i < n && off + 8 <= e->len; i++) {
+		vigil_u16 fid = vigil__u16(e->p + off), fidx = vigil__u16(e->p + off + 2);
+		vigil_u32 l = vigil__u32(e->p + off + 4);
+		if (l > e->len - off - 8)
+			return 0;
+		if (fid > id || (fid == id && fidx > idx))
+			return 0;
+		if (fid == id && fidx == idx) {
+			*len = l;
+			return e->p + off + 8;
+		}
+		off += 8 + l;
+	}
+	return 0;
+}
+
+static inline int vigil_has(const vigil_event *e, vigil_u16 id) {
+	vigil_u32 l;
+	return vigil_find(e, id, 0, &l) != 0;
+}
+static inline vigil_u64 vigil_u64v(const vigil_event *e, vigil_u16 id) {
+	vigil_u32 l = 0;
+	const vigil_u8 *v = vigil_find(e, id, 0, &l);
+	return v && l == 8 ? vigil__u64(v) : 0;
+}
+static inline vigil_i64 vigil_i64v(const vigil_event *e, vigil_u16 id) { return (vigil_i64)vigil_u64v(e, id); }
+static inline int vigil_bool(const vigil_event *e, vigil_u16 id) {
+	vigil_u32 l = 0;
+	const vigil_u8 *v = vigil_find(e, id, 0, &l);
+	return v && l == 1 && v[0] == 1;
+}
+static inline vigil_str_t vigil_str(const vigil_event *e, vigil_u16 id) {
+	vigil_str_t s = {0, 0};
+	const vigil_u8 *v = vigil_find(e, id, 0, &s.n);
+	s.p = (const char *)v;
+	if (!v)
+		s.n = 0;
+	return s;
+}
+/* vigil_addr copies an address value (4 or 16 bytes) and returns its length,
+ * 0 when absent. */
+static inline vigil_u32 vigil_addr(const vigil_event *e, vigil_u16 id, vigil_u8 out[16]) {
+	vigil_u32 l = 0;
+	const vigil_u8 *v = vigil_find(e, id, 0, &l);
+	if (!v || (l != 4 && l != 16))
+		return 0;
+	for (vigil_u32 i = 0; i < l; i++)
+		out[i] = v[i];
+	return l;
+}
+
+/* String lists: iterate with
+ *   vigil_list it = vigil_list_of(e, VIGIL_F_PROC_ARGS); vigil_str_t s;
+ *   while (vigil_list_next(&it, &s)) { ... } */
+typedef struct {
+	const vigil_u8 *p;
+	vigil_u32 n;
+} vigil_list;
+
+static inline vigil_list vigil_list_of(const vigil_event *e, vigil_u16 id) {
+	vigil_list l = {0, 0};
+	l.p = vigil_find(e, id, 0, &l.n);
+	if (!l.p)
+		l.n = 0;
+	return l;
+}
+static inline int vigil_list_next(vigil_list *l, vigil_str_t *s) {
+	if (l->n < 2)
+		return 0;
+	vigil_u32 n = vigil__u16(l->p);
+	if (n > l->n - 2)
+		return 0;
+	s->p = (const char *)l->p + 2;
+	s->n = n;
+	l->p += 2 + n;
+	l->n -= 2 + n;
+	return 1;
+}
+
+/* ---- strings ------------------------------------------------------------- */
+
+static inline vigil_u32 vigil__cstrlen(const char *c) {
+	vigil_u32 n = 0;
+	while (c[n])
+		n++;
+	return n;
+}
+static inline int vigil__memeq(const char *a, const char *b, vigil_u32 n) {
+	for (vigil_u32 i = 0; i < n; i++)
+		if (a[i] != b[i])
+			return 0;
+	return 1;
+}
+static inline int vigil_str_eq(vigil_str_t s, const char *c) {
+	vigil_u32 n = vigil__cstrlen(c);
+	return s.n == n && vigil__memeq(s.p, c, n);
+}
+static inline int vigil_str_prefix(vigil_str_t s, const char *c) {
+	vigil_u32 n = vigil__cstrlen(c);
+	return s.n >= n && vigil__memeq(s.p, c, n);
+}
+static inline int vigil_str_suffix(vigil_str_t s, const char *c) {
+	vigil_u32 n = vigil__cstrlen(c);
+	return s.n >= n && vigil__memeq(s.p + s.n - n, c, n);
+}
+static inline int vigil_str_contains(vigil_str_t s, const char *c) {
+	vigil_u32 n = vigil__cstrlen(c);
+	if (n == 0)
+		return 1;
+	for (vigil_u32 i = 0; i + n <= s.n; i++)
+		if (vigil__memeq(s.p + i, c, n))
+			return 1;
+	return 0;
+}
+/* vigil_str_in_list reports whether s equals one of the NULL-terminated
+ * list; vigil_str_in is the variadic-looking macro form. */
+static inline int vigil_str_in_list(vigil_str_t s, const char *const *list) {
+	for (; *list; list++)
+		if (vigil_str_eq(s, *list))
+			return 1;
+	return 0;
+}
+#define vigil_str_in(s, ...) vigil_str_in_list((s), (const char *const[]){__VA_ARGS__, 0})
+/* vigil_str_prefix_in: s starts with one of the prefixes. */
+static inline int vigil_str_prefix_list(vigil_str_t s, const char *const *list) {
+	for (; *list; list++)
+		if (vigil_str_prefix(s, *list))
+			return 1;
+	return 0;
+}
+#define vigil_str_prefix_in(s, ...) vigil_str_prefix_list((s), (const char *const[]){__VA_ARGS__, 0})
+/* vigil_list_any: some item of the list satisfies pred(item, arg). */
+static inline int vigil_list_any(vigil_list l, int (*pred)(vigil_str_t, const char *), const char *arg) {
+	vigil_str_t s;
+	while (vigil_list_next(&l, &s))
+		if (pred(s, arg))
+			return 1;
+	return 0;
+}
+
+/* ---- verdicts ------------------------------------------------------------ */
+
+#ifndef VIGIL_OUT_SIZE
+#define VIGIL_OUT_SIZE (256 * 1024)
+#endif
+
+#define VIGIL_FIELDS(...) ((const vigil_u16[]){__VA_ARGS__, 0})
+#define VIGIL_NO_FIELDS ((const vigil_u16[]){0})
+
+__attribute__((import_module("vigil"), import_name("log"))) void vigil__host_log(vigil_u32 level, const char *p, vigil_u32 n);
+
+/* vigil_log writes a NUL-terminated line to the guard's log (rate-limited). */
+static inline void vigil_log(int level, const char *msg) { vigil__host_log((vigil_u32)level, msg, vigil__cstrlen(msg)); }
+
+static vigil_u8 vigil__out[VIGIL_OUT_SIZE];
+static vigil_u32 vigil__out_len, vigil__out_n, vigil__out_full, vigil__cur;
+
+static inline void vigil__put16(vigil_u8 *p, vigil_u32 v) {
+	p[0] = (vigil_u8)v;
+	p[1] = (vigil_u8)(v >> 8);
+}
+
+/* vigil_emit appends one record for the current event; see ABI.md. */
+static inline void vigil_emit(vigil_u8 type, vigil_u16 rule, vigil_u8 action, vigil_u8 prio, const char *msg,
+			      const vigil_u16 *fields) {
+	vigil_u32 nf = 0, ml = msg ? vigil__cstrlen(msg) : 0;
+	while (fields && fields[nf] && nf < 16)
+		nf++;
+	if (ml > 1024)
+		ml = 1024;
+	vigil_u32 rl = 14 + 2 * nf + ml;
+	if (vigil__out_len + rl > VIGIL_OUT_SIZE) {
+		vigil__out_full++;
+		return;
+	}
+	vigil_u8 *p = vigil__out + vigil__out_len;
+	vigil__put16(p, rl);
+	p[2] = type;
+	p[3] = action;
+	vigil__put16(p + 4, vigil__cur);
+	vigil__put16(p + 6, vigil__cur >> 16);
+	vigil__put16(p + 8, rule);
+	p[10] = prio;
+	p[11] = (vigil_u8)nf;
+	vigil__put16(p + 12, ml);
+	for (vigil_u32 i = 0; i < nf; i++)
+		vigil__put16(p + 14 + 2 * i, fields[i]);
+	for (vigil_u32 i = 0; i < ml; i++)
+		p[14 + 2 * nf + i] = (vigil_u8)msg[i];
+	vigil__out_len += rl;
+	vigil__out_n++;
+}
+
+static inline void vigil_alert(vigil_u16 rule, vigil_u8 prio, const char *msg, const vigil_u16 *fields) {
+	vigil_emit(1, rule, VIGIL_ACT_ALERT, prio, msg, fields);
+}
+static inline void vigil_kill(vigil_u16 rule, vigil_u8 prio, const char *msg, const vigil_u16 *fields) {
+	vigil_emit(1, rule, VIGIL_ACT_KILL, prio, msg, fields);
+}
+static inline void vigil_block(vigil_u16 rule, vigil_u8 prio, const char *msg, const vigil_u16 *fields) {
+	vigil_emit(1, rule, VIGIL_ACT_BLOCK, prio, msg, fields);
+}
+/* vigil_fire uses the rule's default action and priority from metadata. */
+static inline void vigil_fire(vigil_u16 rule, const char *msg, const vigil_u16 *fields) {
+	vigil_emit(1, rule, VIGIL_DEFAULT, VIGIL_DEFAULT, msg, fields);
+}
+/* vigil_observe records a fact for behavior detection; key is its name. */
+static inline void vigil_observe(vigil_u16 rule, const char *key, const vigil_u16 *fields) {
+	vigil_emit(2, rule, 0, 0, key, fields);
+}
+
+/* ---- exports (ABI) ------------------------------------------------------- */
+
+#ifndef VIGIL_NO_EXPORTS
+
+/* The one function a module writes. */
+void vigil_rules(const vigil_event *e);
+
+#define VIGIL_META(json)                                                                                   \
+	static const char vigil__meta[] = json;                                                            \
+	__attribute__((export_name("vigil_meta"))) vigil_u64 vigil_meta(void) {                            \
+		return (vigil_u64)(sizeof(vigil__meta) - 1) << 32 | (vigil_u32)(__SIZE_TYPE__)vigil__meta; \
+	}
+
+__attribute__((export_name("vigil_abi_version"))) vigil_u32 vigil_abi_version(void) { return VIGIL_ABI_VERSION; }
+
+static vigil_u8 *vigil__in;
+static vigil_u32 vigil__in_cap;
+
+/* vigil_input grows linear memory for the host's input buffer; memory never
+ * moves in Wasm, so the buffer stays valid until the next call. */
+__attribute__((export_name("vigil_input"))) vigil_u8 *vigil_input(vigil_u32 size) {
+	if (size <= vigil__in_cap)
+		return vigil__in;
+	vigil_u32 pages = (size + 65535) / 65536;
+	int old = __builtin_wasm_memory_grow(0, pages);
+	if (old < 0)
+		return 0;
+	vigil__in = (vigil_u8 *)((__SIZE_TYPE__)old * 65536);
+	vigil__in_cap = pages * 65536;
+	return vigil__in;
+}
+
+__attribute__((export_name("vigil_evaluate"))) vigil_u64 vigil_evaluate(const vigil_u8 *p, vigil_u32 len, vigil_u32 n) {
+	vigil__out_len = 4;
+	vigil__out_n = 0;
+	vigil__out_full = 0;
+	vigil_u32 off = 0;
+	for (vigil_u32 i = 0; i < n && off + 8 <= len; i++) {
+		vigil_event e;
+		e.p = p + off;
+		e.len = vigil__u32(e.p);
+		if (e.len < 8 || e.len > len - off)
+			break;
+		e.kind = vigil__u16(e.p + 4);
+		e.index = i;
+		vigil__cur = i;
+		vigil_rules(&e);
+		off += e.len;
+	}
+	if (vigil__out_full)
+		vigil_log(2, "vigil: output buffer full, verdicts dropped");
+	if (vigil__out_n == 0)
+		return 0;
+	vigil__put16(vigil__out, vigil__out_n);
+	vigil__put16(vigil__out + 2, vigil__out_n >> 16);
+	return (vigil_u64)vigil__out_len << 32 | (vigil_u32)(__SIZE_TYPE__)vigil__out;
+}
+
+#endif /* VIGIL_NO_EXPORTS */
+#endif /* VIGIL_H */
