@@ -108,6 +108,10 @@ type Rollout struct {
 	// during a rollout) is not a release, a controller moving back to a
 	// known revision (a rollback) is.
 	Controller bool
+	// Derive, when set, computes Aspects and Profiles; it is called only
+	// when the revision is new to the workload, so the common case pays
+	// for neither.
+	Derive func() (aspects map[string]string, profiles []profile.Expected)
 }
 
 // Result says what Record did.
@@ -145,6 +149,9 @@ func (s *Store) Record(r Rollout) (Result, error) {
 	st, ok = s.workloads[r.Workload]
 	if ok && (st.Latest == r.Revision || (!r.Controller && st.Known[r.Revision])) {
 		return Result{}, nil
+	}
+	if r.Derive != nil {
+		r.Aspects, r.Profiles = r.Derive()
 	}
 	next := &workloadState{Latest: r.Revision, Aspects: r.Aspects, Known: map[string]bool{r.Revision: true}}
 	w := &profile.ReleaseWindow{
