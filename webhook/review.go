@@ -2,8 +2,10 @@ package webhook
 
 import (
 	"encoding/json"
+
 	"errors"
 	"fmt"
+	gojson "github.com/goccy/go-json"
 	"net/http"
 	"strings"
 	"time"
@@ -26,8 +28,19 @@ var ErrBadReview = errors.New("bad admission review")
 // one: apiVersion admission.k8s.io/v1, kind AdmissionReview, a request with
 // a uid. The object stays raw; object.Decode reads it per kind.
 func DecodeReview(body []byte) (*admissionv1.AdmissionRequest, error) {
+	return decodeReview(gojson.Unmarshal, body)
+}
+
+func decodeReview(unmarshal object.Unmarshal, body []byte) (req *admissionv1.AdmissionRequest, err error) {
+	// The decoder is third-party code fed untrusted bytes: a panic in it
+	// is bad input, not a reason to drop the connection.
+	defer func() {
+		if p := recover(); p != nil {
+			req, err = nil, fmt.Errorf("%w: malformed JSON: decoder panic: %v", ErrBadReview, p)
+		}
+	}()
 	var r admissionv1.AdmissionReview
-	if err := json.Unmarshal(body, &r); err != nil {
+	if err := unmarshal(body, &r); err != nil {
 		return nil, fmt.Errorf("%w: malformed JSON: %w", ErrBadReview, err)
 	}
 	if r.APIVersion != "admission.k8s.io/v1" || r.Kind != "AdmissionReview" {
@@ -120,8 +133,7 @@ func (s *Server) review(req *admissionv1.AdmissionRequest, now time.Time) (outco
 	if kind == "Namespace" {
 		return s.reviewNamespace(req, dryRun, o)
 	}
-	raw := req.Object.Raw
-	tmpl, err := object.Decode(kind, raw)
+	tmpl, err := s.decodeObject(kind, req.Object.Raw)
 	if errors.Is(err, object.ErrUnknownKind) {
 		o.verdict = Skipped
 		if !dryRun {
@@ -192,6 +204,15 @@ func (s *Server) review(req *admissionv1.AdmissionRequest, now time.Time) (outco
 	return o, nil
 }
 
+func (s *Server) decodeObject(kind string, raw []byte) (t *object.Template, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			t, err = nil, fmt.Errorf("decode %s: decoder panic: %v", strings.ToLower(kind), p)
+		}
+	}()
+	return object.DecodeWith(s.unmarshal, kind, raw)
+}
+
 func displayName(req *admissionv1.AdmissionRequest, t *object.Template) string {
 	if req.Name != "" {
 		return req.Name
@@ -205,7 +226,7 @@ func displayName(req *admissionv1.AdmissionRequest, t *object.Template) string {
 // reviewNamespace learns a namespace's mode from its labels.
 func (s *Server) reviewNamespace(req *admissionv1.AdmissionRequest, dryRun bool, o outcome) (outcome, error) {
 	var ns corev1.Namespace
-	if err := json.Unmarshal(req.Object.Raw, &ns); err != nil {
+	if err := s.unmarshal(req.Object.Raw, &ns); err != nil {
 		return o, fmt.Errorf("%w: namespace object: %w", ErrBadReview, err)
 	}
 	mode, err := modeFromLabels(ns.Labels)

@@ -22,11 +22,13 @@ import (
 	"sync"
 	"time"
 
+	gojson "github.com/goccy/go-json"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
+	"github.com/vigilsec/vigil/webhook/object"
 	"github.com/vigilsec/vigil/webhook/store"
 )
 
@@ -103,6 +105,9 @@ type Server struct {
 	http    *fasthttp.Server
 	metrics *metrics
 	handler fasthttp.RequestHandler
+	// unmarshal decodes reviews and objects (goccy/go-json; tests swap in
+	// encoding/json for the comparison benchmark).
+	unmarshal object.Unmarshal
 
 	modesMu    sync.RWMutex
 	labelModes map[string]Mode
@@ -129,7 +134,7 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, store: st, labelModes: map[string]Mode{}, ready: make(chan struct{})}
+	s := &Server{cfg: cfg, store: st, labelModes: map[string]Mode{}, ready: make(chan struct{}), unmarshal: gojson.Unmarshal}
 	if err := s.loadLabelModes(); err != nil {
 		st.Close()
 		return nil, err
@@ -247,7 +252,7 @@ func (s *Server) validate(ctx *fasthttp.RequestCtx) {
 // response body. It is the whole admission path minus HTTP, shared by the
 // fasthttp server and the net/http comparison in the benchmarks.
 func (s *Server) Review(body []byte) (code int, resp []byte, kind, op string, verdict Verdict) {
-	req, err := DecodeReview(body)
+	req, err := decodeReview(s.unmarshal, body)
 	if err != nil {
 		s.metrics.decodeErrors.WithLabelValues("review").Inc()
 		return fasthttp.StatusBadRequest, errorBody(400, err.Error()), "", "", "bad_request"
