@@ -1,0 +1,262 @@
+package webhook
+
+import (
+	"encoding/json"
+
+	"errors"
+	"fmt"
+	gojson "github.com/goccy/go-json"
+	"net/http"
+	"strings"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/vigilsec/vigil/guard/event"
+	"github.com/vigilsec/vigil/guard/profile"
+	"github.com/vigilsec/vigil/webhook/object"
+	"github.com/vigilsec/vigil/webhook/pss"
+	"github.com/vigilsec/vigil/webhook/store"
+)
+
+// ErrBadReview is wrapped by DecodeReview's errors: the body is not a usable
+// admission.k8s.io/v1 AdmissionReview. The server answers it with 400.
+var ErrBadReview = errors.New("bad admission review")
+
+// DecodeReview parses an AdmissionReview request body and checks that it is
+// one: apiVersion admission.k8s.io/v1, kind AdmissionReview, a request with
+// a uid. The object stays raw; object.Decode reads it per kind.
+func DecodeReview(body []byte) (*admissionv1.AdmissionRequest, error) {
+	return decodeReview(gojson.Unmarshal, body)
+}
+
+func decodeReview(unmarshal object.Unmarshal, body []byte) (req *admissionv1.AdmissionRequest, err error) {
+	// The decoder is third-party code fed untrusted bytes: a panic in it
+	// is bad input, not a reason to drop the connection.
+	defer func() {
+		if p := recover(); p != nil {
+			req, err = nil, fmt.Errorf("%w: malformed JSON: decoder panic: %v", ErrBadReview, p)
+		}
+	}()
+	var r admissionv1.AdmissionReview
+	if err := unmarshal(body, &r); err != nil {
+		return nil, fmt.Errorf("%w: malformed JSON: %w", ErrBadReview, err)
+	}
+	if r.APIVersion != "admission.k8s.io/v1" || r.Kind != "AdmissionReview" {
+		return nil, fmt.Errorf("%w: want apiVersion admission.k8s.io/v1 kind AdmissionReview, got %q %q",
+			ErrBadReview, r.APIVersion, r.Kind)
+	}
+	if r.Request == nil {
+		return nil, fmt.Errorf("%w: no request", ErrBadReview)
+	}
+	if r.Request.UID == "" {
+		return nil, fmt.Errorf("%w: request has no uid", ErrBadReview)
+	}
+	return r.Request, nil
+}
+
+// reviewResponse is the AdmissionReview we answer with; a small struct of
+// our own marshals faster than the full API type and says exactly what we
+// send.
+type reviewResponse struct {
+	APIVersion string   `json:"apiVersion"`
+	Kind       string   `json:"kind"`
+	Response   response `json:"response"`
+}
+
+type response struct {
+	UID              string            `json:"uid"`
+	Allowed          bool              `json:"allowed"`
+	Status           *status           `json:"status,omitempty"`
+	Warnings         []string          `json:"warnings,omitempty"`
+	AuditAnnotations map[string]string `json:"auditAnnotations,omitempty"`
+}
+
+type status struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// Verdict is the outcome of one review, for metrics and the audit log.
+type Verdict string
+
+// Verdicts.
+const (
+	Allowed Verdict = "allowed"
+	Denied  Verdict = "denied"
+	Warned  Verdict = "warned" // audit mode with violations
+	Skipped Verdict = "skipped"
+)
+
+// outcome is everything one review produced.
+type outcome struct {
+	resp       response
+	verdict    Verdict
+	violations []pss.Violation
+	audit      *AuditRecord
+	window     *profile.ReleaseWindow
+	recorded   bool
+	storeErr   error
+}
+
+// AuditRecord is one line of the audit log.
+type AuditRecord struct {
+	Time       time.Time       `json:"time"`
+	Reason     string          `json:"reason"` // "violation", "unknown_kind", "namespace_mode"
+	UID        string          `json:"uid"`
+	Kind       string          `json:"kind"`
+	Namespace  string          `json:"namespace,omitempty"`
+	Name       string          `json:"name,omitempty"`
+	Operation  string          `json:"operation"`
+	User       string          `json:"user,omitempty"`
+	Mode       string          `json:"mode,omitempty"`
+	Verdict    Verdict         `json:"verdict"`
+	Violations []pss.Violation `json:"violations,omitempty"`
+	Detail     string          `json:"detail,omitempty"`
+}
+
+// review decides one admission request. It never fails for a well-formed
+// request: what it cannot read it allows and audits, because the guard is
+// an extra layer and must not take the cluster's control plane down with it.
+func (s *Server) review(req *admissionv1.AdmissionRequest, now time.Time) (outcome, error) {
+	o := outcome{resp: response{UID: string(req.UID), Allowed: true}, verdict: Allowed}
+	dryRun := req.DryRun != nil && *req.DryRun
+	kind := req.Kind.Kind
+	op := string(req.Operation)
+
+	if op == string(admissionv1.Delete) || op == string(admissionv1.Connect) {
+		o.verdict = Skipped
+		return o, nil
+	}
+	if kind == "Namespace" {
+		return s.reviewNamespace(req, dryRun, o)
+	}
+	tmpl, err := s.decodeObject(kind, req.Object.Raw)
+	if errors.Is(err, object.ErrUnknownKind) {
+		o.verdict = Skipped
+		if !dryRun {
+			o.audit = &AuditRecord{Reason: "unknown_kind", Detail: "kind carries no pod template; allowed"}
+		}
+		return o, nil
+	}
+	if err != nil {
+		return o, fmt.Errorf("%w: object: %w", ErrBadReview, err)
+	}
+	ns := req.Namespace
+	if ns == "" {
+		ns = tmpl.Meta.Namespace
+	}
+	mode := s.modeFor(ns)
+
+	if mode.Action != Off {
+		var a event.Admission
+		a.Kind, a.Namespace, a.Name, a.Operation = kind, ns, req.Name, op
+		a.User, a.Groups, a.DryRun, a.UID = req.UserInfo.Username, req.UserInfo.Groups, dryRun, string(req.UID)
+		tmpl.Flatten(&a)
+		o.violations = pss.Check(mode.Level, &a.Pod)
+	}
+	if len(o.violations) > 0 {
+		summary := pss.Summary(o.violations)
+		label := fmt.Sprintf("%s:latest", mode.Level)
+		if mode.Action == Enforce {
+			o.verdict = Denied
+			o.resp.Allowed = false
+			o.resp.Status = &status{
+				Code:    http.StatusForbidden,
+				Reason:  "Forbidden",
+				Message: fmt.Sprintf("vigil: %s %q violates PodSecurity %q: %s", strings.ToLower(kind), displayName(req, tmpl), label, summary),
+			}
+		} else {
+			o.verdict = Warned
+			for _, v := range o.violations {
+				o.resp.Warnings = append(o.resp.Warnings, fmt.Sprintf("would violate PodSecurity %q: %s", label, v))
+			}
+			o.resp.AuditAnnotations = map[string]string{"pss-violations": summary}
+		}
+		if !dryRun {
+			o.audit = &AuditRecord{Reason: "violation", Mode: mode.String(), Violations: o.violations}
+		}
+	}
+	if !o.resp.Allowed || dryRun {
+		// Denied objects never run; dry runs never record anything.
+		return o, nil
+	}
+	if op != string(admissionv1.Create) && op != string(admissionv1.Update) {
+		return o, nil
+	}
+	res, err := s.store.Record(store.Rollout{
+		Workload:   profile.WorkloadKey{Namespace: ns, Workload: tmpl.Workload},
+		Revision:   tmpl.Revision,
+		User:       req.UserInfo.Username,
+		Now:        now,
+		Window:     s.cfg.WindowDuration,
+		Controller: kind != "Pod",
+		Derive: func() (map[string]string, []profile.Expected) {
+			return tmpl.Aspects(), tmpl.Expected(ns, now)
+		},
+	})
+	// A failure to record does not change the decision: admission must not
+	// depend on the store's disk. It is counted and logged.
+	o.storeErr = err
+	o.window, o.recorded = res.Window, res.Recorded
+	return o, nil
+}
+
+func (s *Server) decodeObject(kind string, raw []byte) (t *object.Template, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			t, err = nil, fmt.Errorf("decode %s: decoder panic: %v", strings.ToLower(kind), p)
+		}
+	}()
+	return object.DecodeWith(s.unmarshal, kind, raw)
+}
+
+func displayName(req *admissionv1.AdmissionRequest, t *object.Template) string {
+	if req.Name != "" {
+		return req.Name
+	}
+	if t.Meta.Name != "" {
+		return t.Meta.Name
+	}
+	return t.Meta.GenerateName
+}
+
+// reviewNamespace learns a namespace's mode from its labels.
+func (s *Server) reviewNamespace(req *admissionv1.AdmissionRequest, dryRun bool, o outcome) (outcome, error) {
+	var ns corev1.Namespace
+	if err := s.unmarshal(req.Object.Raw, &ns); err != nil {
+		return o, fmt.Errorf("%w: namespace object: %w", ErrBadReview, err)
+	}
+	mode, err := modeFromLabels(ns.Labels)
+	if err != nil {
+		// A typo in a label must not block namespace creation; say so.
+		o.resp.Warnings = []string{fmt.Sprintf("vigil: ignoring namespace labels: %v", err)}
+		o.verdict = Warned
+		return o, nil
+	}
+	o.verdict = Skipped
+	if dryRun {
+		return o, nil
+	}
+	if err := s.setLabelMode(ns.Name, mode); err != nil {
+		o.storeErr = err
+		return o, nil
+	}
+	o.audit = &AuditRecord{Reason: "namespace_mode", Mode: mode, Detail: "mode from namespace labels"}
+	return o, nil
+}
+
+func (o *outcome) marshal() ([]byte, error) {
+	return json.Marshal(reviewResponse{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview", Response: o.resp})
+}
+
+// errorBody renders a 4xx reason as JSON.
+func errorBody(code int, msg string) []byte {
+	b, _ := json.Marshal(struct {
+		Code    int    `json:"code"`
+		Message string `json:"message"`
+	}{code, msg})
+	return b
+}
