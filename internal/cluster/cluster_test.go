@@ -1,0 +1,324 @@
+package cluster
+
+import (
+	"archive/tar"
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// readArchive returns the files of an OCI layout tarball by name.
+func readArchive(t *testing.T, b []byte) map[string][]byte {
+	t.Helper()
+	files := map[string][]byte{}
+	tr := tar.NewReader(bytes.NewReader(b))
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return files
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(tr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[h.Name] = data
+	}
+}
+
+func blobPath(d string) string { return "blobs/sha256/" + strings.TrimPrefix(d, "sha256:") }
+
+func TestImageArchive(t *testing.T) {
+	host := filepath.Join(t.TempDir(), "prog")
+	if err := os.WriteFile(host, []byte("#!/bin/true\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	img := NewStaticBinaryImage("vigil.local/test:v1", host, "/usr/local/bin/prog", "--flag")
+	img.Files = append(img.Files, ImageFile{Path: "/bin/sh", Link: "/usr/local/bin/prog"})
+	var a, b bytes.Buffer
+	if err := img.WriteOCIArchive(&a); err != nil {
+		t.Fatal(err)
+	}
+	if err := img.WriteOCIArchive(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a.Bytes(), b.Bytes()) {
+		t.Error("two packs of the same image differ; digests would change every run")
+	}
+	files := readArchive(t, a.Bytes())
+
+	var index struct {
+		Manifests []struct {
+			Digest      string
+			Size        int
+			Annotations map[string]string
+			Platform    struct{ OS string }
+		}
+	}
+	if err := json.Unmarshal(files["index.json"], &index); err != nil {
+		t.Fatal(err)
+	}
+	if len(index.Manifests) != 1 {
+		t.Fatalf("index has %d manifests", len(index.Manifests))
+	}
+	m := index.Manifests[0]
+	if got := m.Annotations["io.containerd.image.name"]; got != "vigil.local/test:v1" {
+		t.Errorf("image name annotation %q", got)
+	}
+	if m.Platform.OS != "linux" {
+		t.Errorf("platform os %q", m.Platform.OS)
+	}
+	manifestBytes := files[blobPath(m.Digest)]
+	if len(manifestBytes) != m.Size || digest(manifestBytes) != m.Digest {
+		t.Fatalf("manifest blob does not match its descriptor")
+	}
+	var manifest struct {
+		Config struct{ Digest string }
+		Layers []struct{ Digest string }
+	}
+	if err := json.Unmarshal(manifestBytes, &manifest); err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		Config struct{ Entrypoint []string }
+		RootFS struct {
+			DiffIDs []string `json:"diff_ids"`
+		}
+	}
+	if err := json.Unmarshal(files[blobPath(manifest.Config.Digest)], &cfg); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(cfg.Config.Entrypoint, " ") != "/usr/local/bin/prog --flag" {
+		t.Errorf("entrypoint %q", cfg.Config.Entrypoint)
+	}
+	if len(manifest.Layers) != 1 || len(cfg.RootFS.DiffIDs) != 1 || cfg.RootFS.DiffIDs[0] != manifest.Layers[0].Digest {
+		t.Fatalf("uncompressed layer digest must equal its diff_id: %+v %+v", manifest.Layers, cfg.RootFS.DiffIDs)
+	}
+	layer := files[blobPath(manifest.Layers[0].Digest)]
+	if digest(layer) != manifest.Layers[0].Digest {
+		t.Fatal("layer blob digest mismatch")
+	}
+
+	want := map[string]string{
+		"usr/":               "dir",
+		"usr/local/":         "dir",
+		"usr/local/bin/":     "dir",
+		"usr/local/bin/prog": "file",
+		"bin/":               "dir",
+		"bin/sh":             "link",
+		"tmp/":               "dir",
+	}
+	tr := tar.NewReader(bytes.NewReader(layer))
+	got := map[string]string{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch h.Typeflag {
+		case tar.TypeDir:
+			got[h.Name] = "dir"
+			if h.Name == "tmp/" && h.Mode&0o1000 == 0 {
+				t.Errorf("/tmp lost its sticky bit: %o", h.Mode)
+			}
+		case tar.TypeSymlink:
+			got[h.Name] = "link"
+			if h.Linkname != "/usr/local/bin/prog" {
+				t.Errorf("symlink target %q", h.Linkname)
+			}
+		case tar.TypeReg:
+			got[h.Name] = "file"
+			if h.Mode != 0o755 {
+				t.Errorf("%s mode %o, want 755", h.Name, h.Mode)
+			}
+		}
+	}
+	for name, kind := range want {
+		if got[name] != kind {
+			t.Errorf("layer entry %s: got %q, want %q (all: %v)", name, got[name], kind, got)
+		}
+	}
+}
+
+func TestImageArchiveRejectsBadInput(t *testing.T) {
+	for name, img := range map[string]Image{
+		"no tag":        {Ref: "vigil.local/x"},
+		"relative path": {Ref: "vigil.local/x:1", Files: []ImageFile{{Path: "bin/x", Data: []byte("x")}}},
+		"unclean path":  {Ref: "vigil.local/x:1", Files: []ImageFile{{Path: "/bin/../etc/x", Data: []byte("x")}}},
+		"missing file":  {Ref: "vigil.local/x:1", Files: []ImageFile{{Path: "/x", Source: "/nonexistent/vigil"}}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			if err := img.WriteOCIArchive(io.Discard); !errors.Is(err, ErrBadImage) {
+				t.Fatalf("got %v, want ErrBadImage", err)
+			}
+		})
+	}
+}
+
+func TestBusyboxImage(t *testing.T) {
+	if _, err := os.Stat(BusyboxStatic); err != nil {
+		t.Skipf("busybox-static not installed: %v", err)
+	}
+	img, err := NewBusyboxImage(BusyboxImage, BusyboxStatic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	links := map[string]bool{}
+	for _, f := range img.Files {
+		if f.Link != "" {
+			links[f.Path] = true
+		}
+	}
+	for _, p := range []string{"/bin/sh", "/bin/echo", "/bin/sleep", "/bin/hostname"} {
+		if !links[p] {
+			t.Errorf("busybox image lacks applet link %s", p)
+		}
+	}
+	if err := img.WriteOCIArchive(io.Discard); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCAIssue(t *testing.T) {
+	ca, err := NewCA("test-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca.CertPEM) {
+		t.Fatal("CA PEM does not parse")
+	}
+	srvPEM, srvKey, err := ca.Issue(CertSpec{CommonName: "webhook", IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, Server: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tls.X509KeyPair(srvPEM, srvKey); err != nil {
+		t.Fatalf("cert and key do not pair: %v", err)
+	}
+	cliPEM, _, err := ca.Issue(CertSpec{CommonName: "admin", Organization: []string{"system:masters"}, Client: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	parse := func(b []byte) *x509.Certificate {
+		blk, _ := pem.Decode(b)
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	srv, cli := parse(srvPEM), parse(cliPEM)
+	if _, err := srv.Verify(x509.VerifyOptions{Roots: pool, DNSName: "127.0.0.1", KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil {
+		t.Errorf("server cert: %v", err)
+	}
+	if _, err := cli.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Errorf("client cert: %v", err)
+	}
+	if _, err := cli.Verify(x509.VerifyOptions{Roots: pool, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err == nil {
+		t.Error("client-only cert verified for server auth")
+	}
+	if cli.Subject.Organization[0] != "system:masters" {
+		t.Errorf("client organization %v", cli.Subject.Organization)
+	}
+}
+
+func TestUnescapeMount(t *testing.T) {
+	for in, want := range map[string]string{
+		`/tmp/a`:          "/tmp/a",
+		`/tmp/a\040b`:     "/tmp/a b",
+		`/tmp/tab\011x`:   "/tmp/tab\tx",
+		`/tmp/back\134sl`: `/tmp/back\sl`,
+		`/tmp/trail\04`:   `/tmp/trail\04`,
+	} {
+		if got := unescapeMount(in); got != want {
+			t.Errorf("unescapeMount(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestPodStuck(t *testing.T) {
+	waiting := func(reason string) *corev1.Pod {
+		return &corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodPending, ContainerStatuses: []corev1.ContainerStatus{
+			{Name: "c", State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: reason}}},
+		}}}
+	}
+	for reason, stuck := range map[string]bool{
+		"ContainerCreating": false,
+		"PodInitializing":   false,
+		"ErrImageNeverPull": true,
+		"CrashLoopBackOff":  true,
+	} {
+		if got := podStuck(waiting(reason)) != ""; got != stuck {
+			t.Errorf("waiting %s: stuck=%v, want %v", reason, got, stuck)
+		}
+	}
+	if podStuck(&corev1.Pod{Status: corev1.PodStatus{Phase: corev1.PodFailed}}) == "" {
+		t.Error("phase Failed not reported as stuck")
+	}
+}
+
+// TestProcStop checks that stop ends the whole process group, including a
+// child that ignores SIGTERM, and that the log keeps the output.
+func TestProcStop(t *testing.T) {
+	dir := t.TempDir()
+	p := newProc(dir, "sh", "/bin/sh", "-c", `trap "" TERM; sleep 300 & echo child=$!; wait`)
+	if err := p.start(); err != nil {
+		t.Fatal(err)
+	}
+	var child int
+	deadline := time.Now().Add(10 * time.Second)
+	for child == 0 && time.Now().Before(deadline) {
+		for _, l := range strings.Split(p.tail(5), "\n") {
+			if v, ok := strings.CutPrefix(l, "child="); ok {
+				child, _ = strconv.Atoi(strings.TrimSpace(v))
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if child == 0 {
+		t.Fatalf("child pid never logged: %s", p.tail(5))
+	}
+	if done, _ := p.exited(); done {
+		t.Fatal("process exited early")
+	}
+	p.stop(200 * time.Millisecond)
+	if done, _ := p.exited(); !done {
+		t.Fatal("process still running after stop")
+	}
+	// The child was SIGKILLed; give the kernel a moment to reap it via init.
+	for i := 0; i < 100 && syscall.Kill(child, 0) == nil; i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := syscall.Kill(child, 0); err == nil && !isZombie(child) {
+		t.Errorf("child %d survived stop", child)
+	}
+	p.stop(time.Second) // idempotent
+}
+
+func isZombie(pid int) bool {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return true
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	return len(f) > 0 && f[0] == "Z"
+}
