@@ -29,7 +29,10 @@ need_pkgs() {
 
 group_base() { need_pkgs clang-14 llvm-14 libbpf-dev bpftool runc busybox-static iproute2 ca-certificates; }
 group_wasm() {
-	need_pkgs clang-14 lld-14 wabt rustc libstd-rust-dev-wasm32 nodejs npm
+	need_pkgs clang-14 lld-14 wabt rustc libstd-rust-dev-wasm32
+	# The machine image may ship its own Node.js (with npm inside); Debian's
+	# npm conflicts with it, so install Debian's only when there is none.
+	command -v npm >/dev/null || need_pkgs nodejs npm
 }
 group_vm() { need_pkgs qemu-system-x86 cpio; }
 group_k8s() { need_pkgs etcd-server containerd containernetworking-plugins iptables conntrack; }

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/vigilsec/vigil/guard/alert"
+	"github.com/vigilsec/vigil/guard/event"
 )
 
 // JSONLines writes one JSON object per alert per line.
@@ -142,4 +143,14 @@ func NewJSONFile(path string, maxBytes int64, keep int) (*JSONLines, error) {
 		return nil, err
 	}
 	return &JSONLines{w: rf, closer: rf}, nil
+}
+
+// WriteEvent writes one event as a JSON line (the flat form of
+// event.MarshalJSON), for `--events` and `vigil record`.
+func (j *JSONLines) WriteEvent(e *event.Event) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.buf = append(e.AppendJSON(j.buf[:0]), '\n')
+	_, err := j.w.Write(j.buf)
+	return err
 }
