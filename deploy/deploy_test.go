@@ -41,6 +41,9 @@ func (o object) name() string {
 }
 
 func get(v any, path ...string) any {
+	if o, ok := v.(object); ok {
+		v = map[string]any(o)
+	}
 	for _, p := range path {
 		m, ok := v.(map[string]any)
 		if !ok {
