@@ -387,6 +387,7 @@ func BenchmarkMemory100K(b *testing.B) {
 		fillTable(tab, 100_000)
 		runtime.GC()
 		runtime.ReadMemStats(&after)
+
 		if tab.Len() != 100_000 {
 			b.Fatalf("len %d", tab.Len())
 		}
