@@ -65,7 +65,9 @@ func TestRealContainerd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := New(Config{MinRescan: time.Millisecond, Sources: []MetadataSource{NewContainerdSource(d.sock)}})
+	// Sources as DetectSources orders them: CRI first, which does not know
+	// `ctr` containers and must say so cleanly, then containerd's API.
+	r, err := New(Config{MinRescan: time.Millisecond, Sources: []MetadataSource{NewCRISource(d.sock), NewContainerdSource(d.sock)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,6 +93,12 @@ func TestRealContainerd(t *testing.T) {
 	if ev.Container != want {
 		t.Fatalf("got  %+v\nwant %+v\nstats %+v", ev.Container, want, r.Stats())
 	}
+	if st := r.Stats(); st.MetaErrors != 0 || st.MetaFound != 1 {
+		t.Fatalf("CRI or containerd lookup errored: %+v", st)
+	}
+	if ev.K8s != (event.K8s{}) {
+		t.Fatalf("non-pod container got k8s context %+v", ev.K8s)
+	}
 }
 
 type containerdDaemon struct {
@@ -99,7 +107,8 @@ type containerdDaemon struct {
 }
 
 // startContainerd starts containerd with its root, state and sockets under
-// a temp dir and the CRI plugin off (this test needs no CNI or kubelet).
+// a temp dir. Its CRI plugin serves on the same socket; with no kubelet it
+// knows no containers, which the test uses to check CRI's not-found path.
 func startContainerd(t *testing.T) *containerdDaemon {
 	t.Helper()
 	// Unix socket paths must stay under 108 bytes; t.TempDir can be long.
@@ -112,12 +121,17 @@ func startContainerd(t *testing.T) *containerdDaemon {
 	config := fmt.Sprintf(`version = 2
 root = %q
 state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [grpc]
   address = %q
 [ttrpc]
   address = %q
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), d.sock, filepath.Join(dir, "t.sock"))
+[plugins."io.containerd.grpc.v1.cri"]
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = %q
+    conf_dir = %q
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), d.sock, filepath.Join(dir, "t.sock"),
+		filepath.Join(dir, "cni-bin"), filepath.Join(dir, "cni-conf"))
 	cfgPath := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
 		t.Fatal(err)

@@ -3,6 +3,7 @@ package container
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 )
 
@@ -75,4 +76,31 @@ func digestOf(ref string) string {
 		}
 	}
 	return ref
+}
+
+// DetectSources returns metadata sources for the runtime sockets that exist
+// now: for containerd, CRI first (authoritative for pod names) and then
+// containerd's own API (every namespace, including `ctr` and nerdctl
+// containers); for cri-o, CRI. Sockets default to ContainerdSocket and
+// CRIOSocket when empty.
+func DetectSources(containerdSock, crioSock string) []MetadataSource {
+	if containerdSock == "" {
+		containerdSock = ContainerdSocket
+	}
+	if crioSock == "" {
+		crioSock = CRIOSocket
+	}
+	var out []MetadataSource
+	if isSocket(containerdSock) {
+		out = append(out, NewCRISource(containerdSock), NewContainerdSource(containerdSock))
+	}
+	if isSocket(crioSock) {
+		out = append(out, NewCRISource(crioSock))
+	}
+	return out
+}
+
+func isSocket(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode()&os.ModeSocket != 0
 }

@@ -465,3 +465,24 @@ func BenchmarkEnrichHit(b *testing.B) {
 		b.Fatal("not resolved")
 	}
 }
+
+func TestDetectSources(t *testing.T) {
+	dir := t.TempDir()
+	ctrd := filepath.Join(dir, "containerd.sock")
+	lis, err := net.Listen("unix", ctrd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	plain := filepath.Join(dir, "crio.sock")
+	os.WriteFile(plain, nil, 0o644) // a file, not a socket
+	var names []string
+	for _, s := range DetectSources(ctrd, plain) {
+		names = append(names, s.Name())
+		s.Close()
+	}
+	want := []string{"cri:" + ctrd, "containerd:" + ctrd}
+	if fmt.Sprint(names) != fmt.Sprint(want) {
+		t.Fatalf("sources %v, want %v", names, want)
+	}
+}
