@@ -105,7 +105,7 @@ func ParseCmdline(b []byte, maxArgs int) (args []string, truncated bool) {
 		n, truncated = maxArgs, true
 	}
 	args = make([]string, 0, n)
-	for len(b) > 0 && len(args) < maxArgs {
+	for len(args) < n {
 		var a []byte
 		a, b, _ = bytes.Cut(b, []byte{0})
 		args = append(args, string(a))
