@@ -22,6 +22,10 @@ type Metadata struct {
 	PodNamespace  string
 	PodUID        string
 	ContainerName string
+	// Revision is the pod's template revision: the pod-template-hash label
+	// of Deployment pods, or controller-revision-hash of StatefulSet and
+	// DaemonSet pods.
+	Revision string
 
 	// Source names the MetadataSource that answered.
 	Source string
@@ -58,6 +62,14 @@ func fillFromLabels(m *Metadata, labels map[string]string) {
 	if m.ContainerName != "" {
 		m.Name = m.ContainerName
 	}
+}
+
+// revisionOf returns the revision hash among a pod's labels.
+func revisionOf(podLabels map[string]string) string {
+	if h := podLabels["pod-template-hash"]; h != "" {
+		return h
+	}
+	return podLabels["controller-revision-hash"]
 }
 
 // digestOf extracts "algo:hex" from an image reference such as

@@ -249,6 +249,7 @@ func (r *Resolver) Enrich(ev *event.Event) {
 	ev.K8s.Pod = m.PodName
 	ev.K8s.Namespace = m.PodNamespace
 	ev.K8s.ContainerName = m.ContainerName
+	ev.K8s.Revision = m.Revision
 	if m.Image == "" || m.Name == "" || (ev.K8s.PodUID != "" && m.PodName == "") {
 		r.stats.incomplete.Add(1)
 	}
