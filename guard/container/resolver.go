@@ -468,7 +468,7 @@ func (r *Resolver) request(me *metaEntry) {
 		}
 	}
 	prev := me.state.Load()
-	if prev == metaQueued || !me.state.CompareAndSwap(prev, metaQueued) {
+	if prev == metaQueued || prev == metaDone || !me.state.CompareAndSwap(prev, metaQueued) {
 		return
 	}
 	select {

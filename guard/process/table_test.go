@@ -431,3 +431,21 @@ func cpuTime() time.Duration {
 func reportCPU(b *testing.B, start time.Duration) {
 	b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
 }
+
+// BenchmarkBootstrap measures loading every process of this host from
+// /proc; the metric procs/op says how many there were.
+func BenchmarkBootstrap(b *testing.B) {
+	var n int
+	for i := 0; i < b.N; i++ {
+		tab, err := New(Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err = tab.Bootstrap()
+		if err != nil {
+			b.Fatal(err)
+		}
+		tab.Close()
+	}
+	b.ReportMetric(float64(n), "procs/op")
+}
