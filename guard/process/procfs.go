@@ -202,3 +202,25 @@ func (r procReader) pids() ([]uint32, error) {
 	}
 	return out, nil
 }
+
+// findCgroup2 returns the cgroup2 mount point listed in a mountinfo file,
+// or "" if none. (guard/container has the full parser; this package stays
+// free of its runtime-API dependencies.)
+func findCgroup2(mountinfo string) string {
+	b, err := os.ReadFile(mountinfo)
+	if err != nil {
+		return ""
+	}
+	for len(b) > 0 {
+		var line []byte
+		line, b, _ = bytes.Cut(b, []byte{'\n'})
+		pre, post, ok := bytes.Cut(line, []byte(" - "))
+		if !ok || !bytes.HasPrefix(post, []byte("cgroup2 ")) {
+			continue
+		}
+		if f := bytes.Fields(pre); len(f) >= 5 && !bytes.Contains(f[4], []byte{'\\'}) {
+			return string(f[4])
+		}
+	}
+	return ""
+}

@@ -19,7 +19,6 @@ import (
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 
-	"github.com/vigilsec/vigil/guard/container"
 	"github.com/vigilsec/vigil/guard/event"
 )
 
@@ -55,8 +54,9 @@ type Config struct {
 	// ProcRoot is the /proc mount (default "/proc").
 	ProcRoot string
 	// Cgroup2Root is the cgroup2 mount, used to derive cgroup ids of
-	// processes read from /proc; empty means find it, and none found means
-	// such processes carry cgroup id 0.
+	// processes read from /proc; empty means find it in mountinfo, and none
+	// found means such processes carry cgroup id 0. The guard passes the
+	// container resolver's mount so both agree.
 	Cgroup2Root string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -139,9 +139,7 @@ func New(cfg Config) (*Table, error) {
 		cfg.ProcRoot = "/proc"
 	}
 	if cfg.Cgroup2Root == "" {
-		if root, err := container.Cgroup2Mount(); err == nil {
-			cfg.Cgroup2Root = root
-		}
+		cfg.Cgroup2Root = findCgroup2("/proc/self/mountinfo")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
