@@ -306,6 +306,15 @@ func (t *Table) findLocked(pid uint32, startNs uint64) *entry {
 // executable, arguments, working directory and cgroup until it execs.
 func (t *Table) forkLocked(p *event.Process) *entry {
 	parent := t.findLocked(p.PPID, 0)
+	// Per-CPU ring buffers can deliver the child's exec before its fork;
+	// the exec already made the entry, which must not be overwritten with
+	// the parent's program.
+	if e, ok := t.lru.Get(Key{p.PID, p.StartTime / tickNs}); ok && p.StartTime != 0 {
+		if e.parent == nil && parent != nil && parent != e {
+			e.parent = parent
+		}
+		return e
+	}
 	e := &entry{
 		pid: p.PID, ppid: p.PPID, start: p.StartTime / tickNs, parent: parent,
 		name: p.Name, uid: p.UID, gid: p.GID, euid: p.EUID, egid: p.EGID,

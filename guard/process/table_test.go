@@ -106,6 +106,25 @@ func TestForkExecOpenAncestry(t *testing.T) {
 	}
 }
 
+// Events from different CPUs can arrive out of order: a child's exec may
+// be read before its fork.
+func TestExecBeforeFork(t *testing.T) {
+	tab, _ := newSynthetic(t, Config{})
+	tab.Enrich(execEv(1, 0, sec(1), "/sbin/init"))
+	tab.Enrich(fork(50, 1, sec(2), "init"))
+	tab.Enrich(execEv(50, 1, sec(2), "/usr/sbin/sshd"))
+	tab.Enrich(execEv(60, 50, sec(3), "/bin/bash", "bash", "-i"))
+	tab.Enrich(fork(60, 50, sec(3), "sshd"))
+	ev := open(60, sec(3))
+	tab.Enrich(ev)
+	if ev.Proc.Exe != "/bin/bash" || ev.Proc.Args[1] != "-i" {
+		t.Fatalf("late fork overwrote exec: exe %q args %q", ev.Proc.Exe, ev.Proc.Args)
+	}
+	if got := ancestry(ev); got != "50:/usr/sbin/sshd 1:/sbin/init" {
+		t.Fatalf("ancestors = %q", got)
+	}
+}
+
 func TestAncestorBound(t *testing.T) {
 	tab, _ := newSynthetic(t, Config{MaxAncestors: 3})
 	tab.Enrich(execEv(1, 0, sec(1), "/sbin/init"))
