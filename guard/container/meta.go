@@ -13,8 +13,11 @@ type Metadata struct {
 	// Name is the container's name: the Kubernetes container name for CRI
 	// containers, else the runtime's own name (for containerd, the id the
 	// user chose with `ctr run`).
-	Name        string
-	Image       string
+	Name  string
+	Image string
+	// ImageDigest is the registry (manifest) digest where the runtime knows
+	// one; through CRI, an image that was never pulled from a registry has
+	// none, and its image id (config digest) is reported instead.
 	ImageDigest string
 
 	// Kubernetes context, from the labels the kubelet sets through CRI.
