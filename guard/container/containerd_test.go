@@ -32,10 +32,10 @@ func TestRealContainerd(t *testing.T) {
 	for _, tool := range []string{"/usr/bin/containerd", "/usr/bin/ctr", "/usr/bin/containerd-shim-runc-v2", runctest.RuncPath, runctest.BusyboxPath} {
 		privtest.RequireTool(t, tool)
 	}
-	d := startContainerd(t)
+	d := startContainerd(t, "")
 
 	const image = "docker.io/vigil/busybox:test"
-	tarball, manifestDigest := buildOCIImage(t, image)
+	tarball, manifestDigest, _ := buildOCIImage(t, image)
 	d.ctr(t, "images", "import", tarball)
 
 	id := "vigil-ctr-" + randHex(5)
@@ -65,7 +65,9 @@ func TestRealContainerd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := New(Config{MinRescan: time.Millisecond, Sources: []MetadataSource{NewContainerdSource(d.sock)}})
+	// Sources as DetectSources orders them: CRI first, which does not know
+	// `ctr` containers and must say so cleanly, then containerd's API.
+	r, err := New(Config{MinRescan: time.Millisecond, Sources: []MetadataSource{NewCRISource(d.sock), NewContainerdSource(d.sock)}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,6 +93,12 @@ func TestRealContainerd(t *testing.T) {
 	if ev.Container != want {
 		t.Fatalf("got  %+v\nwant %+v\nstats %+v", ev.Container, want, r.Stats())
 	}
+	if st := r.Stats(); st.MetaErrors != 0 || st.MetaFound != 1 {
+		t.Fatalf("CRI or containerd lookup errored: %+v", st)
+	}
+	if ev.K8s != (event.K8s{}) {
+		t.Fatalf("non-pod container got k8s context %+v", ev.K8s)
+	}
 }
 
 type containerdDaemon struct {
@@ -99,8 +107,9 @@ type containerdDaemon struct {
 }
 
 // startContainerd starts containerd with its root, state and sockets under
-// a temp dir and the CRI plugin off (this test needs no CNI or kubelet).
-func startContainerd(t *testing.T) *containerdDaemon {
+// a temp dir. Its CRI plugin serves on the same socket; with no kubelet it
+// knows no containers, which the test uses to check CRI's not-found path.
+func startContainerd(t *testing.T, sandboxImage string) *containerdDaemon {
 	t.Helper()
 	// Unix socket paths must stay under 108 bytes; t.TempDir can be long.
 	dir, err := os.MkdirTemp("", "vctrd")
@@ -112,12 +121,18 @@ func startContainerd(t *testing.T) *containerdDaemon {
 	config := fmt.Sprintf(`version = 2
 root = %q
 state = %q
-disabled_plugins = ["io.containerd.grpc.v1.cri"]
 [grpc]
   address = %q
 [ttrpc]
   address = %q
-`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), d.sock, filepath.Join(dir, "t.sock"))
+[plugins."io.containerd.grpc.v1.cri"]
+  restrict_oom_score_adj = true
+  sandbox_image = %q
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = %q
+    conf_dir = %q
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), d.sock, filepath.Join(dir, "t.sock"),
+		sandboxImage, filepath.Join(dir, "cni-bin"), filepath.Join(dir, "cni-conf"))
 	cfgPath := filepath.Join(dir, "config.toml")
 	if err := os.WriteFile(cfgPath, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
@@ -142,6 +157,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 			<-done
 		}
 		logf.Close()
+		killShims(t, d.sock)
 		if t.Failed() {
 			b, _ := os.ReadFile(logf.Name())
 			t.Logf("containerd log:\n%s", lastLines(string(b), 30))
@@ -160,9 +176,14 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 
 func (d *containerdDaemon) ctr(t *testing.T, args ...string) string {
 	t.Helper()
+	return d.ctrNS(t, "default", args...)
+}
+
+func (d *containerdDaemon) ctrNS(t *testing.T, ns string, args ...string) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, "/usr/bin/ctr", append([]string{"-a", d.sock, "-n", "default"}, args...)...).CombinedOutput()
+	out, err := exec.CommandContext(ctx, "/usr/bin/ctr", append([]string{"-a", d.sock, "-n", ns}, args...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ctr %v: %v\n%s", args, err, out)
 	}
@@ -192,9 +213,11 @@ func (d *containerdDaemon) taskPID(t *testing.T, id string) int {
 }
 
 // buildOCIImage writes an OCI image-layout tarball holding one layer of
-// busybox-static plus its applet links, named name, and returns its path and
-// the manifest digest containerd will report for the image.
-func buildOCIImage(t *testing.T, name string) (path, manifestDigest string) {
+// busybox-static plus its applet links, named name, and returns its path,
+// its manifest digest (what containerd's image store reports) and its config
+// digest (the image id, what CRI reports for an image without a registry
+// digest).
+func buildOCIImage(t *testing.T, name string) (path, manifestDigest, configDigest string) {
 	t.Helper()
 	var layer bytes.Buffer
 	tw := tar.NewWriter(&layer)
@@ -233,7 +256,7 @@ func buildOCIImage(t *testing.T, name string) (path, manifestDigest string) {
 	layerDigest, layerSize := put(layer.Bytes())
 	cfg, _ := json.Marshal(map[string]any{
 		"architecture": "amd64", "os": "linux",
-		"config": map[string]any{"Cmd": []string{"sh"}, "Env": []string{"PATH=/bin"}},
+		"config": map[string]any{"Cmd": []string{"sleep", "1000000"}, "Env": []string{"PATH=/bin"}},
 		"rootfs": map[string]any{"type": "layers", "diff_ids": []string{layerDigest}},
 	})
 	cfgDigest, cfgSize := put(cfg)
@@ -276,7 +299,7 @@ func buildOCIImage(t *testing.T, name string) (path, manifestDigest string) {
 	if err := out.Close(); err != nil {
 		t.Fatal(err)
 	}
-	return path, manifestDigest
+	return path, manifestDigest, cfgDigest
 }
 
 func randHex(n int) string {
@@ -291,4 +314,40 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// killShims kills containerd shims still serving this test's daemon (they
+// outlive containerd by design) and removes their runc state, so a failed
+// test leaves no containers behind. A shim is ours when its -address is our
+// socket, a unique temp path.
+func killShims(t *testing.T, sock string) {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil || !strings.Contains(string(b), "containerd-shim") {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		var ns, id, addr string
+		for i := 0; i+1 < len(args); i++ {
+			switch args[i] {
+			case "-namespace":
+				ns = args[i+1]
+			case "-id":
+				id = args[i+1]
+			case "-address":
+				addr = args[i+1]
+			}
+		}
+		if addr != sock {
+			continue
+		}
+		t.Logf("killing leftover shim for %s/%s", ns, id)
+		var pid int
+		fmt.Sscanf(filepath.Base(filepath.Dir(p)), "%d", &pid)
+		if ns != "" && id != "" {
+			exec.Command(runctest.RuncPath, "--root", filepath.Join("/run/containerd/runc", ns), "delete", "--force", id).Run()
+		}
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
 }

@@ -54,32 +54,47 @@ func (s *CRISource) rpc() (runtimeapi.RuntimeServiceClient, error) {
 	return s.client, nil
 }
 
-// Lookup implements MetadataSource with CRI ContainerStatus.
+// Lookup implements MetadataSource with CRI ListContainers (filtered by id,
+// which also yields the pod sandbox id) and PodSandboxStatus for the pod's
+// own labels, where the revision hash lives.
 func (s *CRISource) Lookup(ctx context.Context, info PathInfo) (Metadata, error) {
 	c, err := s.rpc()
 	if err != nil {
 		return Metadata{}, err
 	}
-	resp, err := c.ContainerStatus(ctx, &runtimeapi.ContainerStatusRequest{ContainerId: info.ID})
+	resp, err := c.ListContainers(ctx, &runtimeapi.ListContainersRequest{Filter: &runtimeapi.ContainerFilter{Id: info.ID}})
 	if err != nil {
 		if status.Code(err) == codes.NotFound {
 			return Metadata{}, ErrNotFound
 		}
-		return Metadata{}, fmt.Errorf("cri container status %s: %w", info.ID, err)
+		return Metadata{}, fmt.Errorf("cri list containers %s: %w", info.ID, err)
 	}
-	st := resp.GetStatus()
-	if st == nil {
+	var ctr *runtimeapi.Container
+	for _, cand := range resp.GetContainers() {
+		// Runtimes match the filter by id prefix; insist on the full id.
+		if cand.GetId() == info.ID {
+			ctr = cand
+		}
+	}
+	if ctr == nil {
 		return Metadata{}, ErrNotFound
 	}
 	m := Metadata{Source: s.Name()}
-	m.Name = st.GetMetadata().GetName()
-	m.Image = st.GetImage().GetImage()
+	m.Name = ctr.GetMetadata().GetName()
+	m.Image = ctr.GetImage().GetImage()
 	// ImageRef is the digest-pinned reference the runtime resolved.
-	m.ImageDigest = digestOf(st.GetImageRef())
+	m.ImageDigest = digestOf(ctr.GetImageRef())
 	if m.ImageDigest == "" {
-		m.ImageDigest = digestOf(st.GetImageId())
+		m.ImageDigest = digestOf(ctr.GetImageId())
 	}
-	fillFromLabels(&m, st.GetLabels())
+	fillFromLabels(&m, ctr.GetLabels())
+	if sb := ctr.GetPodSandboxId(); sb != "" {
+		// The revision is a pod label, not a container label. A failure
+		// here leaves only the revision empty.
+		if st, err := c.PodSandboxStatus(ctx, &runtimeapi.PodSandboxStatusRequest{PodSandboxId: sb}); err == nil {
+			m.Revision = revisionOf(st.GetStatus().GetLabels())
+		}
+	}
 	return m, nil
 }
 

@@ -3,6 +3,7 @@ package container
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 )
 
@@ -12,8 +13,11 @@ type Metadata struct {
 	// Name is the container's name: the Kubernetes container name for CRI
 	// containers, else the runtime's own name (for containerd, the id the
 	// user chose with `ctr run`).
-	Name        string
-	Image       string
+	Name  string
+	Image string
+	// ImageDigest is the registry (manifest) digest where the runtime knows
+	// one; through CRI, an image that was never pulled from a registry has
+	// none, and its image id (config digest) is reported instead.
 	ImageDigest string
 
 	// Kubernetes context, from the labels the kubelet sets through CRI.
@@ -21,6 +25,10 @@ type Metadata struct {
 	PodNamespace  string
 	PodUID        string
 	ContainerName string
+	// Revision is the pod's template revision: the pod-template-hash label
+	// of Deployment pods, or controller-revision-hash of StatefulSet and
+	// DaemonSet pods.
+	Revision string
 
 	// Source names the MetadataSource that answered.
 	Source string
@@ -59,6 +67,14 @@ func fillFromLabels(m *Metadata, labels map[string]string) {
 	}
 }
 
+// revisionOf returns the revision hash among a pod's labels.
+func revisionOf(podLabels map[string]string) string {
+	if h := podLabels["pod-template-hash"]; h != "" {
+		return h
+	}
+	return podLabels["controller-revision-hash"]
+}
+
 // digestOf extracts "algo:hex" from an image reference such as
 // "docker.io/library/busybox@sha256:ab..", "sha256:ab.." or an image id.
 func digestOf(ref string) string {
@@ -75,4 +91,31 @@ func digestOf(ref string) string {
 		}
 	}
 	return ref
+}
+
+// DetectSources returns metadata sources for the runtime sockets that exist
+// now: for containerd, CRI first (authoritative for pod names) and then
+// containerd's own API (every namespace, including `ctr` and nerdctl
+// containers); for cri-o, CRI. Sockets default to ContainerdSocket and
+// CRIOSocket when empty.
+func DetectSources(containerdSock, crioSock string) []MetadataSource {
+	if containerdSock == "" {
+		containerdSock = ContainerdSocket
+	}
+	if crioSock == "" {
+		crioSock = CRIOSocket
+	}
+	var out []MetadataSource
+	if isSocket(containerdSock) {
+		out = append(out, NewCRISource(containerdSock), NewContainerdSource(containerdSock))
+	}
+	if isSocket(crioSock) {
+		out = append(out, NewCRISource(crioSock))
+	}
+	return out
+}
+
+func isSocket(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode()&os.ModeSocket != 0
 }

@@ -249,6 +249,7 @@ func (r *Resolver) Enrich(ev *event.Event) {
 	ev.K8s.Pod = m.PodName
 	ev.K8s.Namespace = m.PodNamespace
 	ev.K8s.ContainerName = m.ContainerName
+	ev.K8s.Revision = m.Revision
 	if m.Image == "" || m.Name == "" || (ev.K8s.PodUID != "" && m.PodName == "") {
 		r.stats.incomplete.Add(1)
 	}
@@ -467,7 +468,7 @@ func (r *Resolver) request(me *metaEntry) {
 		}
 	}
 	prev := me.state.Load()
-	if prev == metaQueued || !me.state.CompareAndSwap(prev, metaQueued) {
+	if prev == metaQueued || prev == metaDone || !me.state.CompareAndSwap(prev, metaQueued) {
 		return
 	}
 	select {

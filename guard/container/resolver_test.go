@@ -315,19 +315,32 @@ func waitFor(t *testing.T, cond func() bool) {
 	}
 }
 
-// fakeCRI serves the CRI RuntimeService's ContainerStatus over a real gRPC
-// unix socket, answering like containerd's CRI plugin does for a pod.
+// fakeCRI serves the CRI RuntimeService's ListContainers and
+// PodSandboxStatus over a real gRPC unix socket, answering like containerd's
+// CRI plugin does for a pod.
 type fakeCRI struct {
 	runtimeapi.UnimplementedRuntimeServiceServer
-	statuses map[string]*runtimeapi.ContainerStatus
+	containers []*runtimeapi.Container
+	sandboxes  map[string]*runtimeapi.PodSandboxStatus
 }
 
-func (f *fakeCRI) ContainerStatus(_ context.Context, req *runtimeapi.ContainerStatusRequest) (*runtimeapi.ContainerStatusResponse, error) {
-	st, ok := f.statuses[req.GetContainerId()]
-	if !ok {
-		return nil, status.Errorf(codes.NotFound, "an error occurred when try to find container %q: not found", req.GetContainerId())
+func (f *fakeCRI) ListContainers(_ context.Context, req *runtimeapi.ListContainersRequest) (*runtimeapi.ListContainersResponse, error) {
+	var out []*runtimeapi.Container
+	for _, c := range f.containers {
+		// containerd matches the id filter by prefix.
+		if strings.HasPrefix(c.Id, req.GetFilter().GetId()) {
+			out = append(out, c)
+		}
 	}
-	return &runtimeapi.ContainerStatusResponse{Status: st}, nil
+	return &runtimeapi.ListContainersResponse{Containers: out}, nil
+}
+
+func (f *fakeCRI) PodSandboxStatus(_ context.Context, req *runtimeapi.PodSandboxStatusRequest) (*runtimeapi.PodSandboxStatusResponse, error) {
+	st, ok := f.sandboxes[req.GetPodSandboxId()]
+	if !ok {
+		return nil, status.Errorf(codes.NotFound, "sandbox %q not found", req.GetPodSandboxId())
+	}
+	return &runtimeapi.PodSandboxStatusResponse{Status: st}, nil
 }
 
 func TestCRISource(t *testing.T) {
@@ -338,18 +351,23 @@ func TestCRISource(t *testing.T) {
 	}
 	srv := grpc.NewServer()
 	digest := "sha256:" + cid2
-	runtimeapi.RegisterRuntimeServiceServer(srv, &fakeCRI{statuses: map[string]*runtimeapi.ContainerStatus{
-		cid: {
-			Id:       cid,
-			Metadata: &runtimeapi.ContainerMetadata{Name: "app"},
-			Image:    &runtimeapi.ImageSpec{Image: "registry.example/shop/app:v2"},
-			ImageRef: "registry.example/shop/app@" + digest,
-			Labels: map[string]string{
-				"io.kubernetes.pod.name": "app-7d4b9c-x2x9z", "io.kubernetes.pod.namespace": "shop",
-				"io.kubernetes.pod.uid": uid, "io.kubernetes.container.name": "app",
+	runtimeapi.RegisterRuntimeServiceServer(srv, &fakeCRI{
+		containers: []*runtimeapi.Container{
+			{
+				Id: cid, PodSandboxId: "sb1",
+				Metadata: &runtimeapi.ContainerMetadata{Name: "app"},
+				Image:    &runtimeapi.ImageSpec{Image: "registry.example/shop/app:v2"},
+				ImageRef: "registry.example/shop/app@" + digest,
+				Labels: map[string]string{
+					"io.kubernetes.pod.name": "app-7d4b9c-x2x9z", "io.kubernetes.pod.namespace": "shop",
+					"io.kubernetes.pod.uid": uid, "io.kubernetes.container.name": "app",
+				},
 			},
 		},
-	}})
+		sandboxes: map[string]*runtimeapi.PodSandboxStatus{
+			"sb1": {Id: "sb1", Labels: map[string]string{"app": "shop", "pod-template-hash": "7d4b9c"}},
+		},
+	})
 	go srv.Serve(lis)
 	defer srv.Stop()
 
@@ -364,7 +382,7 @@ func TestCRISource(t *testing.T) {
 
 	ev := enrich(r, id)
 	wantC := event.Container{ID: cid, Runtime: RuntimeContainerd, Name: "app", Image: "registry.example/shop/app:v2", ImageDigest: digest}
-	wantK := event.K8s{PodUID: uid, Namespace: "shop", Pod: "app-7d4b9c-x2x9z", ContainerName: "app"}
+	wantK := event.K8s{PodUID: uid, Namespace: "shop", Pod: "app-7d4b9c-x2x9z", ContainerName: "app", Revision: "7d4b9c"}
 	if ev.Container != wantC || ev.K8s != wantK {
 		t.Fatalf("got %+v %+v\nwant %+v %+v", ev.Container, ev.K8s, wantC, wantK)
 	}
@@ -463,5 +481,26 @@ func BenchmarkEnrichHit(b *testing.B) {
 	}
 	if ev.Container.ID != cid {
 		b.Fatal("not resolved")
+	}
+}
+
+func TestDetectSources(t *testing.T) {
+	dir := t.TempDir()
+	ctrd := filepath.Join(dir, "containerd.sock")
+	lis, err := net.Listen("unix", ctrd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	plain := filepath.Join(dir, "crio.sock")
+	os.WriteFile(plain, nil, 0o644) // a file, not a socket
+	var names []string
+	for _, s := range DetectSources(ctrd, plain) {
+		names = append(names, s.Name())
+		s.Close()
+	}
+	want := []string{"cri:" + ctrd, "containerd:" + ctrd}
+	if fmt.Sprint(names) != fmt.Sprint(want) {
+		t.Fatalf("sources %v, want %v", names, want)
 	}
 }

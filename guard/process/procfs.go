@@ -105,7 +105,7 @@ func ParseCmdline(b []byte, maxArgs int) (args []string, truncated bool) {
 		n, truncated = maxArgs, true
 	}
 	args = make([]string, 0, n)
-	for len(b) > 0 && len(args) < maxArgs {
+	for len(args) < n {
 		var a []byte
 		a, b, _ = bytes.Cut(b, []byte{0})
 		args = append(args, string(a))
@@ -201,4 +201,26 @@ func (r procReader) pids() ([]uint32, error) {
 		}
 	}
 	return out, nil
+}
+
+// findCgroup2 returns the cgroup2 mount point listed in a mountinfo file,
+// or "" if none. (guard/container has the full parser; this package stays
+// free of its runtime-API dependencies.)
+func findCgroup2(mountinfo string) string {
+	b, err := os.ReadFile(mountinfo)
+	if err != nil {
+		return ""
+	}
+	for len(b) > 0 {
+		var line []byte
+		line, b, _ = bytes.Cut(b, []byte{'\n'})
+		pre, post, ok := bytes.Cut(line, []byte(" - "))
+		if !ok || !bytes.HasPrefix(post, []byte("cgroup2 ")) {
+			continue
+		}
+		if f := bytes.Fields(pre); len(f) >= 5 && !bytes.Contains(f[4], []byte{'\\'}) {
+			return string(f[4])
+		}
+	}
+	return ""
 }

@@ -2,6 +2,8 @@ package process
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -117,4 +119,21 @@ func FuzzParseCmdline(f *testing.F) {
 			t.Fatalf("lossless split of %q gave %q", b, args)
 		}
 	})
+}
+
+func TestFindCgroup2(t *testing.T) {
+	dir := t.TempDir()
+	for in, want := range map[string]string{
+		"30 22 0:27 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n40 30 0:37 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw\n": "/sys/fs/cgroup/unified",
+		"27 22 0:26 / /sys/fs/cgroup rw shared:4 - cgroup2 cgroup2 rw,nsdelegate\n":                                               "/sys/fs/cgroup",
+		"31 30 0:28 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n":                                                             "",
+	} {
+		p := filepath.Join(dir, "mountinfo")
+		if err := os.WriteFile(p, []byte(in), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got := findCgroup2(p); got != want {
+			t.Errorf("findCgroup2(%q) = %q, want %q", in, got, want)
+		}
+	}
 }

@@ -19,7 +19,6 @@ import (
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 
-	"github.com/vigilsec/vigil/guard/container"
 	"github.com/vigilsec/vigil/guard/event"
 )
 
@@ -55,8 +54,9 @@ type Config struct {
 	// ProcRoot is the /proc mount (default "/proc").
 	ProcRoot string
 	// Cgroup2Root is the cgroup2 mount, used to derive cgroup ids of
-	// processes read from /proc; empty means find it, and none found means
-	// such processes carry cgroup id 0.
+	// processes read from /proc; empty means find it in mountinfo, and none
+	// found means such processes carry cgroup id 0. The guard passes the
+	// container resolver's mount so both agree.
 	Cgroup2Root string
 	// Now is the clock (default time.Now).
 	Now func() time.Time
@@ -139,9 +139,7 @@ func New(cfg Config) (*Table, error) {
 		cfg.ProcRoot = "/proc"
 	}
 	if cfg.Cgroup2Root == "" {
-		if root, err := container.Cgroup2Mount(); err == nil {
-			cfg.Cgroup2Root = root
-		}
+		cfg.Cgroup2Root = findCgroup2("/proc/self/mountinfo")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -308,6 +306,15 @@ func (t *Table) findLocked(pid uint32, startNs uint64) *entry {
 // executable, arguments, working directory and cgroup until it execs.
 func (t *Table) forkLocked(p *event.Process) *entry {
 	parent := t.findLocked(p.PPID, 0)
+	// Per-CPU ring buffers can deliver the child's exec before its fork;
+	// the exec already made the entry, which must not be overwritten with
+	// the parent's program.
+	if e, ok := t.lru.Get(Key{p.PID, p.StartTime / tickNs}); ok && p.StartTime != 0 {
+		if e.parent == nil && parent != nil && parent != e {
+			e.parent = parent
+		}
+		return e
+	}
 	e := &entry{
 		pid: p.PID, ppid: p.PPID, start: p.StartTime / tickNs, parent: parent,
 		name: p.Name, uid: p.UID, gid: p.GID, euid: p.EUID, egid: p.EGID,

@@ -106,6 +106,25 @@ func TestForkExecOpenAncestry(t *testing.T) {
 	}
 }
 
+// Events from different CPUs can arrive out of order: a child's exec may
+// be read before its fork.
+func TestExecBeforeFork(t *testing.T) {
+	tab, _ := newSynthetic(t, Config{})
+	tab.Enrich(execEv(1, 0, sec(1), "/sbin/init"))
+	tab.Enrich(fork(50, 1, sec(2), "init"))
+	tab.Enrich(execEv(50, 1, sec(2), "/usr/sbin/sshd"))
+	tab.Enrich(execEv(60, 50, sec(3), "/bin/bash", "bash", "-i"))
+	tab.Enrich(fork(60, 50, sec(3), "sshd"))
+	ev := open(60, sec(3))
+	tab.Enrich(ev)
+	if ev.Proc.Exe != "/bin/bash" || ev.Proc.Args[1] != "-i" {
+		t.Fatalf("late fork overwrote exec: exe %q args %q", ev.Proc.Exe, ev.Proc.Args)
+	}
+	if got := ancestry(ev); got != "50:/usr/sbin/sshd 1:/sbin/init" {
+		t.Fatalf("ancestors = %q", got)
+	}
+}
+
 func TestAncestorBound(t *testing.T) {
 	tab, _ := newSynthetic(t, Config{MaxAncestors: 3})
 	tab.Enrich(execEv(1, 0, sec(1), "/sbin/init"))
@@ -387,6 +406,7 @@ func BenchmarkMemory100K(b *testing.B) {
 		fillTable(tab, 100_000)
 		runtime.GC()
 		runtime.ReadMemStats(&after)
+
 		if tab.Len() != 100_000 {
 			b.Fatalf("len %d", tab.Len())
 		}
@@ -429,4 +449,22 @@ func cpuTime() time.Duration {
 
 func reportCPU(b *testing.B, start time.Duration) {
 	b.ReportMetric(float64(cpuTime()-start)/float64(b.N), "cpu-ns/op")
+}
+
+// BenchmarkBootstrap measures loading every process of this host from
+// /proc; the metric procs/op says how many there were.
+func BenchmarkBootstrap(b *testing.B) {
+	var n int
+	for i := 0; i < b.N; i++ {
+		tab, err := New(Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err = tab.Bootstrap()
+		if err != nil {
+			b.Fatal(err)
+		}
+		tab.Close()
+	}
+	b.ReportMetric(float64(n), "procs/op")
 }

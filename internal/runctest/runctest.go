@@ -32,6 +32,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -95,6 +96,8 @@ func Start(t testing.TB, opts Options) *Container {
 	privtest.RequireRoot(t)
 	privtest.RequireTool(t, RuncPath)
 	privtest.RequireTool(t, BusyboxPath)
+
+	reapOnce.Do(reapOrphans)
 
 	id := cgroupPrefix + randomHex(6)
 	c := &Container{
@@ -254,6 +257,39 @@ func cgroupDirs(cgroupsPath string) []string {
 		}
 	}
 	return dirs
+}
+
+// reapOnce runs reapOrphans once per test binary.
+var reapOnce sync.Once
+
+// reapOrphans removes test containers left behind by a test binary that was
+// killed before its cleanups ran (a timeout, ^C). A container is an orphan
+// when its bundle directory is gone; bundles of tests running right now in
+// other binaries still exist, so they are left alone.
+func reapOrphans() {
+	out, err := exec.Command(RuncPath, "list", "-f", "json").Output()
+	if err != nil {
+		return
+	}
+	var list []struct {
+		ID     string `json:"id"`
+		Bundle string `json:"bundle"`
+	}
+	if json.Unmarshal(out, &list) != nil {
+		return
+	}
+	for _, c := range list {
+		if !strings.HasPrefix(c.ID, cgroupPrefix) || c.Bundle == "" {
+			continue
+		}
+		if _, err := os.Stat(c.Bundle); !errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		_ = exec.Command(RuncPath, "delete", "--force", c.ID).Run()
+		for _, dir := range cgroupDirs("/" + c.ID) {
+			_ = removeCgroup(dir)
+		}
+	}
 }
 
 type runcState struct {

@@ -103,3 +103,24 @@ func TestParallelContainers(t *testing.T) {
 		}
 	})
 }
+
+// An orphan (its bundle deleted, as when a test binary is killed and its
+// temp dir removed) is reaped by the next binary's first Start.
+func TestReapOrphans(t *testing.T) {
+	t.Run("orphan", func(t *testing.T) {
+		c := Start(t, Options{})
+		// Detach from t.Cleanup's teardown by renaming the bundle away:
+		// the container keeps running with its bundle path gone.
+		if err := os.Rename(c.Bundle, c.Bundle+".gone"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(c.Bundle + ".gone") })
+		reapOrphans()
+		if _, err := state(c.ID); err == nil {
+			t.Fatalf("orphan %s not reaped", c.ID)
+		}
+		if _, err := os.Stat(c.Cgroup2Dir); !os.IsNotExist(err) {
+			t.Fatalf("orphan cgroup %s not removed: %v", c.Cgroup2Dir, err)
+		}
+	})
+}

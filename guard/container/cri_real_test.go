@@ -1,0 +1,183 @@
+package container
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
+
+	"github.com/vigilsec/vigil/guard/event"
+	"github.com/vigilsec/vigil/internal/privtest"
+	"github.com/vigilsec/vigil/internal/runctest"
+)
+
+// TestRealContainerdCRIPod creates a pod through containerd's CRI plugin the
+// way the kubelet does (RunPodSandbox, CreateContainer, StartContainer with
+// the kubelet's labels and a kubepods cgroup parent), then checks that the
+// resolver maps the container's cgroup to the pod and fills names, image
+// and revision through CRI.
+func TestRealContainerdCRIPod(t *testing.T) {
+	privtest.RequireRoot(t)
+	for _, tool := range []string{"/usr/bin/containerd", "/usr/bin/ctr", "/usr/bin/containerd-shim-runc-v2", runctest.RuncPath, runctest.BusyboxPath} {
+		privtest.RequireTool(t, tool)
+	}
+	const image = "docker.io/vigil/busybox:test"
+	d := startContainerd(t, image)
+	tarball, _, imageID := buildOCIImage(t, image)
+	d.ctrNS(t, "k8s.io", "images", "import", tarball)
+
+	conn, err := grpc.NewClient("unix://"+d.sock, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Registered before the pod's cleanups, so it runs after them: they
+	// need the connection.
+	t.Cleanup(func() { conn.Close() })
+	rt := runtimeapi.NewRuntimeServiceClient(conn)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	podUID := "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+	// A unique top level keeps this test's kubepods tree apart from a
+	// kubelet that may run on the same machine.
+	top := "/vigil-cri-" + randHex(4)
+	parent := top + "/kubepods/besteffort/pod" + podUID
+	t.Cleanup(func() {
+		for _, root := range []string{"unified", "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids", "systemd", ""} {
+			base := filepath.Join("/sys/fs/cgroup", root)
+			for _, p := range []string{parent, top + "/kubepods/besteffort", top + "/kubepods", top} {
+				syscall.Rmdir(filepath.Join(base, p))
+			}
+		}
+	})
+	podLabels := map[string]string{
+		"io.kubernetes.pod.name": "shop-7d4b9c-x2x9z", "io.kubernetes.pod.namespace": "shop",
+		"io.kubernetes.pod.uid": podUID, "app": "shop", "pod-template-hash": "7d4b9c",
+	}
+	sbConfig := &runtimeapi.PodSandboxConfig{
+		Metadata: &runtimeapi.PodSandboxMetadata{Name: "shop-7d4b9c-x2x9z", Namespace: "shop", Uid: podUID},
+		Labels:   podLabels,
+		Linux: &runtimeapi.LinuxPodSandboxConfig{
+			CgroupParent: parent,
+			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
+				// Host network: no CNI needed.
+				NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE},
+			},
+		},
+	}
+	sb, err := rt.RunPodSandbox(ctx, &runtimeapi.RunPodSandboxRequest{Config: sbConfig})
+	if err != nil {
+		t.Fatalf("RunPodSandbox: %v", err)
+	}
+	sbID := sb.GetPodSandboxId()
+	t.Cleanup(func() {
+		c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := rt.StopPodSandbox(c, &runtimeapi.StopPodSandboxRequest{PodSandboxId: sbID}); err != nil {
+			t.Errorf("StopPodSandbox: %v", err)
+		}
+		if _, err := rt.RemovePodSandbox(c, &runtimeapi.RemovePodSandboxRequest{PodSandboxId: sbID}); err != nil {
+			t.Errorf("RemovePodSandbox: %v", err)
+		}
+	})
+	created, err := rt.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
+		PodSandboxId: sbID,
+		Config: &runtimeapi.ContainerConfig{
+			Metadata: &runtimeapi.ContainerMetadata{Name: "app"},
+			Image:    &runtimeapi.ImageSpec{Image: image},
+			Command:  []string{"sleep", "100000"},
+			Labels: map[string]string{
+				"io.kubernetes.pod.name": "shop-7d4b9c-x2x9z", "io.kubernetes.pod.namespace": "shop",
+				"io.kubernetes.pod.uid": podUID, "io.kubernetes.container.name": "app",
+			},
+		},
+		SandboxConfig: sbConfig,
+	})
+	if err != nil {
+		t.Fatalf("CreateContainer: %v", err)
+	}
+	cid := created.GetContainerId()
+	t.Cleanup(func() {
+		c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := rt.StopContainer(c, &runtimeapi.StopContainerRequest{ContainerId: cid, Timeout: 0}); err != nil {
+			t.Errorf("StopContainer: %v", err)
+		}
+		if _, err := rt.RemoveContainer(c, &runtimeapi.RemoveContainerRequest{ContainerId: cid}); err != nil {
+			t.Errorf("RemoveContainer: %v", err)
+		}
+	})
+	if _, err := rt.StartContainer(ctx, &runtimeapi.StartContainerRequest{ContainerId: cid}); err != nil {
+		t.Fatalf("StartContainer: %v", err)
+	}
+
+	// The shim's runc keeps the container's state where real nodes have it.
+	b, err := os.ReadFile(filepath.Join("/run/containerd/runc/k8s.io", cid, "state.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st struct {
+		Pid int `json:"init_process_pid"`
+	}
+	if err := json.Unmarshal(b, &st); err != nil || st.Pid == 0 {
+		t.Fatalf("runc state of %s: %v", cid, err)
+	}
+	cg, err := os.ReadFile(filepath.Join("/proc", itoa(st.Pid), "cgroup"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := ParseProcCgroup(cg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := New(Config{MinRescan: time.Millisecond, Sources: []MetadataSource{NewCRISource(d.sock), NewContainerdSource(d.sock)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	cgid, err := CgroupID(filepath.Join(r.Cgroup2Root(), pc.Unified))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("pod container %s: pid %d cgroup %s", cid[:12], st.Pid, pc.Unified)
+
+	ev := &event.Event{Kind: event.KindOpen, Proc: event.Process{PID: uint32(st.Pid), CgroupID: cgid}}
+	r.Enrich(ev)
+	if ev.Container.ID != cid || ev.Container.Runtime != RuntimeContainerd || ev.K8s.PodUID != podUID {
+		t.Fatalf("got %+v %+v; want id %s runtime containerd pod %s", ev.Container, ev.K8s, cid, podUID)
+	}
+	waitFor(t, func() bool { s := r.Stats(); return s.MetaFound+s.MetaNotFound > 0 })
+	ev = &event.Event{Kind: event.KindOpen, Proc: event.Process{PID: uint32(st.Pid), CgroupID: cgid}}
+	r.Enrich(ev)
+	// An imported image has no registry (repo) digest, so CRI's ImageRef is
+	// the image id; a pulled image would give repo@sha256:<manifest>.
+	wantC := event.Container{ID: cid, Runtime: RuntimeContainerd, Name: "app", Image: image, ImageDigest: imageID}
+	wantK := event.K8s{PodUID: podUID, Namespace: "shop", Pod: "shop-7d4b9c-x2x9z", ContainerName: "app", Revision: "7d4b9c"}
+	if ev.Container != wantC || ev.K8s != wantK {
+		t.Fatalf("got  %+v %+v\nwant %+v %+v\nstats %+v", ev.Container, ev.K8s, wantC, wantK, r.Stats())
+	}
+	if s := r.Stats(); s.MetaErrors != 0 {
+		t.Fatalf("lookup errors: %+v", s)
+	}
+	if src, _ := r.Lookup(cgid, 0).Metadata(); src.Source != "cri:"+d.sock {
+		t.Fatalf("answered by %q, want the CRI source", src.Source)
+	}
+}
+
+func itoa(n int) string {
+	return string(appendInt(nil, n))
+}
+
+func appendInt(b []byte, n int) []byte {
+	if n >= 10 {
+		b = appendInt(b, n/10)
+	}
+	return append(b, byte('0'+n%10))
+}
