@@ -161,8 +161,12 @@ func New(ctx context.Context, opt Options) (g *Guard, err error) {
 		}
 	}
 
-	// 3. Context: process table (bootstrapped from /proc) and containers.
-	if g.procs, err = process.New(process.Config{}); err != nil {
+	// 3. Context: containers (which finds the cgroup2 mount), then the
+	// process table, bootstrapped from /proc.
+	if g.containers, err = container.New(container.Config{Sources: container.DetectSources("", "")}); err != nil {
+		return g, fmt.Errorf("container resolver: %w", err)
+	}
+	if g.procs, err = process.New(process.Config{Cgroup2Root: g.containers.Cgroup2Root()}); err != nil {
 		return g, fmt.Errorf("process table: %w", err)
 	}
 	n, err := g.procs.Bootstrap()
@@ -170,18 +174,6 @@ func New(ctx context.Context, opt Options) (g *Guard, err error) {
 		return g, fmt.Errorf("bootstrap process table: %w", err)
 	}
 	g.log.Info("process table bootstrapped", "processes", n)
-	var sources []container.MetadataSource
-	for _, sock := range []string{"/run/containerd/containerd.sock", "/var/run/crio/crio.sock"} {
-		if _, err := os.Stat(sock); err == nil {
-			sources = append(sources, container.NewCRISource(sock))
-			if filepath.Base(sock) == "containerd.sock" {
-				sources = append(sources, container.NewContainerdSource(sock))
-			}
-		}
-	}
-	if g.containers, err = container.New(container.Config{Sources: sources}); err != nil {
-		return g, fmt.Errorf("container resolver: %w", err)
-	}
 
 	// 4. Rules.
 	if cfg.Rules.Dir != "" {
