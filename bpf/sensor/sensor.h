@@ -128,6 +128,7 @@ struct {
 struct event *unused_event __attribute__((unused));
 struct counter *unused_counter __attribute__((unused));
 struct interest_key *unused_interest_key __attribute__((unused));
+enum vigil_kind *unused_kind __attribute__((unused));
 
 static __always_inline bool ignored(void)
 {
@@ -196,6 +197,13 @@ static __always_inline void fill_task(struct event *e)
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 }
 
+/* wakeup_bytes batches reader wakeups: a record wakes the reader only when
+ * at least this many bytes wait in the ring; the reader also polls on a
+ * timer. Each wakeup is an irq_work (a self-IPI, expensive in a VM), so
+ * waking per record costs more than the record. 0 wakes on every record.
+ * Set from Config at load. */
+const volatile __u64 wakeup_bytes = 0;
+
 /* emit sends the record and counts the outcome. */
 static __always_inline void emit(struct scratch *s)
 {
@@ -203,7 +211,11 @@ static __always_inline void emit(struct scratch *s)
 	__u32 used = s->off;
 	if (used > DATA_SZ)
 		used = DATA_SZ;
-	long err = bpf_ringbuf_output(&events, &s->ev, offsetof(struct event, data) + used, 0);
+	__u64 flags = 0;
+	if (wakeup_bytes)
+		flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+										       : BPF_RB_NO_WAKEUP;
+	long err = bpf_ringbuf_output(&events, &s->ev, offsetof(struct event, data) + used, flags);
 	if (!c)
 		return;
 	if (err)

@@ -70,6 +70,37 @@ type SensorScratch struct {
 	Nstr     uint32
 }
 
+type SensorVigilKind uint32
+
+const (
+	SensorVigilKindEV_EXEC          SensorVigilKind = 1
+	SensorVigilKindEV_FORK          SensorVigilKind = 2
+	SensorVigilKindEV_EXIT          SensorVigilKind = 3
+	SensorVigilKindEV_OPEN          SensorVigilKind = 10
+	SensorVigilKindEV_UNLINK        SensorVigilKind = 11
+	SensorVigilKindEV_RENAME        SensorVigilKind = 12
+	SensorVigilKindEV_LINK          SensorVigilKind = 13
+	SensorVigilKindEV_SYMLINK       SensorVigilKind = 14
+	SensorVigilKindEV_CHMOD         SensorVigilKind = 15
+	SensorVigilKindEV_CONNECT       SensorVigilKind = 20
+	SensorVigilKindEV_ACCEPT        SensorVigilKind = 21
+	SensorVigilKindEV_BIND          SensorVigilKind = 22
+	SensorVigilKindEV_LISTEN        SensorVigilKind = 23
+	SensorVigilKindEV_PACKET_SOCKET SensorVigilKind = 24
+	SensorVigilKindEV_DUP_SOCKET    SensorVigilKind = 25
+	SensorVigilKindEV_SETUID        SensorVigilKind = 30
+	SensorVigilKindEV_SETGID        SensorVigilKind = 31
+	SensorVigilKindEV_CAPSET        SensorVigilKind = 32
+	SensorVigilKindEV_PTRACE        SensorVigilKind = 33
+	SensorVigilKindEV_MOUNT         SensorVigilKind = 34
+	SensorVigilKindEV_UMOUNT        SensorVigilKind = 35
+	SensorVigilKindEV_UNSHARE       SensorVigilKind = 36
+	SensorVigilKindEV_SETNS         SensorVigilKind = 37
+	SensorVigilKindEV_MODULE_LOAD   SensorVigilKind = 38
+	SensorVigilKindEV_MEMFD         SensorVigilKind = 39
+	SensorVigilKindEV_KIND_MAX      SensorVigilKind = 64
+)
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -127,6 +158,8 @@ const (
 	SensorVarUnusedCounter     = "unused_counter"
 	SensorVarUnusedEvent       = "unused_event"
 	SensorVarUnusedInterestKey = "unused_interest_key"
+	SensorVarUnusedKind        = "unused_kind"
+	SensorVarWakeupBytes       = "wakeup_bytes"
 )
 
 // LoadSensor returns the embedded CollectionSpec for Sensor.
@@ -236,6 +269,8 @@ type SensorVariableSpecs struct {
 	UnusedCounter     *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedInterestKey *ebpf.VariableSpec `ebpf:"unused_interest_key"`
+	UnusedKind        *ebpf.VariableSpec `ebpf:"unused_kind"`
+	WakeupBytes       *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // SensorObjects contains all objects after they have been loaded into the kernel.
@@ -284,6 +319,8 @@ type SensorVariables struct {
 	UnusedCounter     *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
 	UnusedInterestKey *ebpf.Variable `ebpf:"unused_interest_key"`
+	UnusedKind        *ebpf.Variable `ebpf:"unused_kind"`
+	WakeupBytes       *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // SensorPrograms contains all programs after they have been loaded into the kernel.

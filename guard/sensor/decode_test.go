@@ -158,3 +158,39 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	}
 }
+
+// TestKindsMatchKernel checks bpf/include/common.h's EV_* numbers against
+// event.Kind, through the enum bpf2go generates from the object's BTF.
+func TestKindsMatchKernel(t *testing.T) {
+	pairs := map[bpfsensor.SensorVigilKind]event.Kind{
+		bpfsensor.SensorVigilKindEV_EXEC: event.KindExec, bpfsensor.SensorVigilKindEV_FORK: event.KindFork,
+		bpfsensor.SensorVigilKindEV_EXIT: event.KindExit, bpfsensor.SensorVigilKindEV_OPEN: event.KindOpen,
+		bpfsensor.SensorVigilKindEV_UNLINK: event.KindUnlink, bpfsensor.SensorVigilKindEV_RENAME: event.KindRename,
+		bpfsensor.SensorVigilKindEV_LINK: event.KindLink, bpfsensor.SensorVigilKindEV_SYMLINK: event.KindSymlink,
+		bpfsensor.SensorVigilKindEV_CHMOD: event.KindChmod, bpfsensor.SensorVigilKindEV_CONNECT: event.KindConnect,
+		bpfsensor.SensorVigilKindEV_ACCEPT: event.KindAccept, bpfsensor.SensorVigilKindEV_BIND: event.KindBind,
+		bpfsensor.SensorVigilKindEV_LISTEN: event.KindListen, bpfsensor.SensorVigilKindEV_PACKET_SOCKET: event.KindPacketSocket,
+		bpfsensor.SensorVigilKindEV_DUP_SOCKET: event.KindDupSocket, bpfsensor.SensorVigilKindEV_SETUID: event.KindSetuid,
+		bpfsensor.SensorVigilKindEV_SETGID: event.KindSetgid, bpfsensor.SensorVigilKindEV_CAPSET: event.KindCapset,
+		bpfsensor.SensorVigilKindEV_PTRACE: event.KindPtrace, bpfsensor.SensorVigilKindEV_MOUNT: event.KindMount,
+		bpfsensor.SensorVigilKindEV_UMOUNT: event.KindUmount, bpfsensor.SensorVigilKindEV_UNSHARE: event.KindUnshare,
+		bpfsensor.SensorVigilKindEV_SETNS: event.KindSetns, bpfsensor.SensorVigilKindEV_MODULE_LOAD: event.KindModuleLoad,
+		bpfsensor.SensorVigilKindEV_MEMFD: event.KindMemfd,
+	}
+	for k, want := range pairs {
+		if event.Kind(k) != want {
+			t.Errorf("kernel kind %d, event.Kind %v (%d)", k, want, want)
+		}
+	}
+	for _, k := range event.Kinds() {
+		if k >= event.KindAdmission {
+			continue
+		}
+		if _, ok := pairs[bpfsensor.SensorVigilKind(k)]; !ok {
+			t.Errorf("event kind %v has no kernel counterpart", k)
+		}
+	}
+	if int(bpfsensor.SensorVigilKindEV_KIND_MAX) <= int(event.KindMemfd) {
+		t.Errorf("EV_KIND_MAX %d does not cover every kind", bpfsensor.SensorVigilKindEV_KIND_MAX)
+	}
+}

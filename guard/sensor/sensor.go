@@ -8,8 +8,15 @@
 //
 // # Notes
 //
+// Bounds, all marked rather than silent: argv keeps at most 4095 bytes
+// (Process.ArgsTruncated); a path keeps at most 32 components and about 4 KiB,
+// and a truncated one starts with "…"; interest prefixes are at most 255
+// bytes. The guard's own process is not reported unless Config.ReportSelf.
+//
 // Syscall decoding follows the x86-64 table; 32-bit (ia32) syscalls are not
-// decoded and are counted in Stats.CompatSkipped instead.
+// decoded and are counted in Stats.CompatSkipped instead. Fork events of
+// ignored processes are ignored too (the parent is the actor), but their
+// children's exec and later activity are reported.
 package sensor
 
 import (
@@ -40,9 +47,21 @@ type Config struct {
 	// ReportSelf reports the calling process's own activity, which is
 	// otherwise ignored in the kernel so the guard does not watch itself.
 	ReportSelf bool
+	// WakeupBytes batches reader wakeups: the kernel wakes the reader only
+	// once this many bytes are waiting, and the reader polls every
+	// FlushInterval for the rest. Zero means 64 KiB (at most a quarter of
+	// the ring); a negative value wakes the reader for every record.
+	WakeupBytes int
+	// FlushInterval bounds how long a record may wait for the reader when
+	// wakeups are batched. Zero means 10ms.
+	FlushInterval time.Duration
 }
 
-const defaultRingBytes = 8 << 20
+const (
+	defaultRingBytes     = 8 << 20
+	defaultWakeupBytes   = 64 << 10
+	defaultFlushInterval = 10 * time.Millisecond
+)
 
 // ErrClosed is returned by Run after Close.
 var ErrClosed = errors.New("sensor closed")
@@ -53,6 +72,7 @@ type Sensor struct {
 	links    []link.Link
 	rd       *ringbuf.Reader
 	bootWall time.Time
+	flush    time.Duration
 
 	received     atomic.Uint64
 	decodeErrors atomic.Uint64
@@ -89,8 +109,22 @@ func New(cfg Config) (*Sensor, error) {
 		return nil, fmt.Errorf("load sensor spec: %w", err)
 	}
 	spec.Maps["events"].MaxEntries = uint32(size)
+	wakeup := cfg.WakeupBytes
+	switch {
+	case wakeup == 0:
+		wakeup = min(defaultWakeupBytes, size/4)
+	case wakeup < 0:
+		wakeup = 0
+	}
+	if err := spec.Variables["wakeup_bytes"].Set(uint64(wakeup)); err != nil {
+		return nil, fmt.Errorf("set wakeup_bytes: %w", err)
+	}
+	flush := cfg.FlushInterval
+	if flush <= 0 {
+		flush = defaultFlushInterval
+	}
 
-	s := &Sensor{bootWall: BootWallClock()}
+	s := &Sensor{bootWall: BootWallClock(), flush: flush}
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
@@ -217,23 +251,26 @@ func (s *Sensor) Run(ctx context.Context, fn func(*event.Event)) error {
 		s.runMu.Unlock()
 	}()
 
-	// Wake the blocking read when ctx ends: a deadline in the past makes
-	// Read return os.ErrDeadlineExceeded.
-	stop := context.AfterFunc(ctx, func() { s.rd.SetDeadline(time.Unix(1, 0)) })
+	// Wake the blocking read when ctx ends. Flush needs no lock, unlike
+	// SetDeadline, which waits for a blocked read to return.
+	stop := context.AfterFunc(ctx, func() { s.rd.Flush() })
 	defer stop()
 
 	dec := NewDecoder(s.bootWall)
 	var rec ringbuf.Record
+	// The deadline is the poll timer for records that did not wake us (see
+	// Config.WakeupBytes); only this goroutine sets it.
+	s.rd.SetDeadline(time.Now().Add(s.flush))
 	for {
 		if err := s.rd.ReadInto(&rec); err != nil {
 			switch {
-			case errors.Is(err, ringbuf.ErrClosed):
+			case errors.Is(err, os.ErrClosed), errors.Is(err, ringbuf.ErrClosed):
 				return ErrClosed
-			case errors.Is(err, os.ErrDeadlineExceeded):
-				s.rd.SetDeadline(time.Time{})
+			case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, ringbuf.ErrFlushed):
 				if ctx.Err() != nil {
 					return nil
 				}
+				s.rd.SetDeadline(time.Now().Add(s.flush))
 				continue
 			}
 			return fmt.Errorf("read ring buffer: %w", err)

@@ -84,8 +84,14 @@ func TestRunStopsAndCloseIsIdempotent(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
+	start := time.Now()
 	if err := s.Run(ctx, func(*event.Event) {}); err != nil {
 		t.Fatalf("run after ctx end: %v", err)
+	}
+	// A liveness bound, not a timing measurement: Run must notice the end
+	// of ctx without waiting for more events.
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("Run took %v to return after its context ended", d)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
