@@ -124,6 +124,58 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } interest SEC(".maps");
 
+/* Open-prefilter verdict cache. Resolving a path costs a dentry walk; most
+ * opens hit the same few files again. The cache remembers, per opened
+ * (dentry, mount, inode), the interest flags its path matched, valid only
+ * while `ns_gen` is unchanged. ns_gen is bumped by every namespace change the
+ * sensor sees (unlink, rename, link, symlink, mount, umount) and by
+ * userspace on SetInterest, so a renamed or re-pointed entry is walked
+ * again. (Namespace changes made through io_uring are not seen, as no
+ * io_uring operation is.) The key includes the inode and its number so that a recycled dentry
+ * address for another file misses. */
+struct verdict_key {
+	__u64 dentry, mnt, inode, ino;
+};
+
+struct verdict {
+	__u64 gen;
+	__u32 want; /* interest flags the path matched, 0 for none */
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct verdict_key);
+	__type(value, struct verdict);
+} verdicts SEC(".maps");
+
+/* ns_gen[0] is bumped by BPF, ns_gen[1] only by userspace (a read-modify-
+ * write there would race with BPF's atomic adds). Both only grow, so their
+ * sum changes on every bump. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} ns_gen SEC(".maps");
+
+static __always_inline __u64 gen_now(void)
+{
+	__u32 k0 = 0, k1 = 1;
+	__u64 *g0 = bpf_map_lookup_elem(&ns_gen, &k0);
+	__u64 *g1 = bpf_map_lookup_elem(&ns_gen, &k1);
+	return (g0 ? *g0 : 0) + (g1 ? *g1 : 0);
+}
+
+static __always_inline void gen_bump(void)
+{
+	__u32 zero = 0;
+	__u64 *g = bpf_map_lookup_elem(&ns_gen, &zero);
+	if (g)
+		__sync_fetch_and_add(g, 1);
+}
+
 /* Anchors so that bpf2go -type finds the shared structs in BTF. */
 struct event *unused_event __attribute__((unused));
 struct counter *unused_counter __attribute__((unused));

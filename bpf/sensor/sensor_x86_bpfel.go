@@ -70,6 +70,21 @@ type SensorScratch struct {
 	Nstr     uint32
 }
 
+type SensorVerdict struct {
+	_    structs.HostLayout
+	Gen  uint64
+	Want uint32
+	Pad  uint32
+}
+
+type SensorVerdictKey struct {
+	_      structs.HostLayout
+	Dentry uint64
+	Mnt    uint64
+	Inode  uint64
+	Ino    uint64
+}
+
 type SensorVigilKind uint32
 
 const (
@@ -109,8 +124,10 @@ const (
 	SensorMapEvents            = "events"
 	SensorMapIgnoreTgids       = "ignore_tgids"
 	SensorMapInterest          = "interest"
+	SensorMapNsGen             = "ns_gen"
 	SensorMapScratchMap        = "scratch_map"
 	SensorMapSysExitProgs      = "sys_exit_progs"
+	SensorMapVerdicts          = "verdicts"
 	SensorProgOnExec           = "on_exec"
 	SensorProgOnExit           = "on_exit"
 	SensorProgOnFork           = "on_fork"
@@ -134,9 +151,11 @@ const (
 	SensorProgSysListen        = "sys_listen"
 	SensorProgSysMemfdCreate   = "sys_memfd_create"
 	SensorProgSysMount         = "sys_mount"
+	SensorProgSysMoveMount     = "sys_move_mount"
 	SensorProgSysOpen          = "sys_open"
 	SensorProgSysOpenat        = "sys_openat"
 	SensorProgSysOpenat2       = "sys_openat2"
+	SensorProgSysPivotRoot     = "sys_pivot_root"
 	SensorProgSysPtrace        = "sys_ptrace"
 	SensorProgSysRename        = "sys_rename"
 	SensorProgSysRenameat      = "sys_renameat"
@@ -227,9 +246,11 @@ type SensorProgramSpecs struct {
 	SysListen      *ebpf.ProgramSpec `ebpf:"sys_listen"`
 	SysMemfdCreate *ebpf.ProgramSpec `ebpf:"sys_memfd_create"`
 	SysMount       *ebpf.ProgramSpec `ebpf:"sys_mount"`
+	SysMoveMount   *ebpf.ProgramSpec `ebpf:"sys_move_mount"`
 	SysOpen        *ebpf.ProgramSpec `ebpf:"sys_open"`
 	SysOpenat      *ebpf.ProgramSpec `ebpf:"sys_openat"`
 	SysOpenat2     *ebpf.ProgramSpec `ebpf:"sys_openat2"`
+	SysPivotRoot   *ebpf.ProgramSpec `ebpf:"sys_pivot_root"`
 	SysPtrace      *ebpf.ProgramSpec `ebpf:"sys_ptrace"`
 	SysRename      *ebpf.ProgramSpec `ebpf:"sys_rename"`
 	SysRenameat    *ebpf.ProgramSpec `ebpf:"sys_renameat"`
@@ -258,8 +279,10 @@ type SensorMapSpecs struct {
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	IgnoreTgids  *ebpf.MapSpec `ebpf:"ignore_tgids"`
 	Interest     *ebpf.MapSpec `ebpf:"interest"`
+	NsGen        *ebpf.MapSpec `ebpf:"ns_gen"`
 	ScratchMap   *ebpf.MapSpec `ebpf:"scratch_map"`
 	SysExitProgs *ebpf.MapSpec `ebpf:"sys_exit_progs"`
+	Verdicts     *ebpf.MapSpec `ebpf:"verdicts"`
 }
 
 // SensorVariableSpecs contains global variables before they are loaded into the kernel.
@@ -297,8 +320,10 @@ type SensorMaps struct {
 	Events       *ebpf.Map `ebpf:"events"`
 	IgnoreTgids  *ebpf.Map `ebpf:"ignore_tgids"`
 	Interest     *ebpf.Map `ebpf:"interest"`
+	NsGen        *ebpf.Map `ebpf:"ns_gen"`
 	ScratchMap   *ebpf.Map `ebpf:"scratch_map"`
 	SysExitProgs *ebpf.Map `ebpf:"sys_exit_progs"`
+	Verdicts     *ebpf.Map `ebpf:"verdicts"`
 }
 
 func (m *SensorMaps) Close() error {
@@ -307,8 +332,10 @@ func (m *SensorMaps) Close() error {
 		m.Events,
 		m.IgnoreTgids,
 		m.Interest,
+		m.NsGen,
 		m.ScratchMap,
 		m.SysExitProgs,
+		m.Verdicts,
 	)
 }
 
@@ -350,9 +377,11 @@ type SensorPrograms struct {
 	SysListen      *ebpf.Program `ebpf:"sys_listen"`
 	SysMemfdCreate *ebpf.Program `ebpf:"sys_memfd_create"`
 	SysMount       *ebpf.Program `ebpf:"sys_mount"`
+	SysMoveMount   *ebpf.Program `ebpf:"sys_move_mount"`
 	SysOpen        *ebpf.Program `ebpf:"sys_open"`
 	SysOpenat      *ebpf.Program `ebpf:"sys_openat"`
 	SysOpenat2     *ebpf.Program `ebpf:"sys_openat2"`
+	SysPivotRoot   *ebpf.Program `ebpf:"sys_pivot_root"`
 	SysPtrace      *ebpf.Program `ebpf:"sys_ptrace"`
 	SysRename      *ebpf.Program `ebpf:"sys_rename"`
 	SysRenameat    *ebpf.Program `ebpf:"sys_renameat"`
@@ -398,9 +427,11 @@ func (p *SensorPrograms) Close() error {
 		p.SysListen,
 		p.SysMemfdCreate,
 		p.SysMount,
+		p.SysMoveMount,
 		p.SysOpen,
 		p.SysOpenat,
 		p.SysOpenat2,
+		p.SysPivotRoot,
 		p.SysPtrace,
 		p.SysRename,
 		p.SysRenameat,

@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	bpfsensor "github.com/vigilsec/vigil/bpf/sensor"
 	"github.com/vigilsec/vigil/guard/event"
 )
 
@@ -197,4 +198,55 @@ func TestFileNamespaceOps(t *testing.T) {
 	}); len(got) != 0 {
 		t.Errorf("chmod without setuid/setgid was reported")
 	}
+}
+
+// TestOpenVerdictCache checks that the kernel caches prefilter verdicts per
+// opened file, and that a rename invalidates them: a file moved under an
+// always-report prefix is reported on its next read even though its dentry,
+// mount and inode are unchanged.
+func TestOpenVerdictCache(t *testing.T) {
+	dir := fileTestDir(t)
+	vault := filepath.Join(dir, "vault")
+	if err := os.Mkdir(vault, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	x := filepath.Join(dir, "x")
+	if err := os.WriteFile(x, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(x, &st); err != nil {
+		t.Fatal(err)
+	}
+	c := startSensor(t, Config{Interest: []Interest{{Prefix: vault + "/", Mode: ReportAlways}}})
+	rdonly := strconv.Itoa(unix.O_RDONLY)
+
+	p1 := runHelper(t, dir, "open", x, rdonly)
+	c.waitExit(t, p1)
+	if got := c.all(ofPath(event.KindOpen, p1, x)); len(got) != 0 {
+		t.Fatalf("uninteresting open reported")
+	}
+	var k bpfsensor.SensorVerdictKey
+	var v bpfsensor.SensorVerdict
+	cached := false
+	for it := c.s.objs.Verdicts.Iterate(); it.Next(&k, &v); {
+		if k.Ino == st.Ino {
+			cached = true
+			if v.Want != 0 {
+				t.Errorf("cached verdict for %s wants %d, want 0", x, v.Want)
+			}
+		}
+	}
+	if !cached {
+		t.Fatalf("no cached verdict for inode %d", st.Ino)
+	}
+
+	// The rename is the test process's own, which is not reported but must
+	// still invalidate the cache.
+	moved := filepath.Join(vault, "x")
+	if err := os.Rename(x, moved); err != nil {
+		t.Fatal(err)
+	}
+	p2 := runHelper(t, dir, "open", moved, rdonly)
+	c.waitFor(t, "open of the moved file", ofPath(event.KindOpen, p2, moved))
 }

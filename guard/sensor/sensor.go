@@ -78,10 +78,11 @@ type Sensor struct {
 	decodeErrors atomic.Uint64
 	delivered    [event.KindMemfd + 1]atomic.Uint64
 
-	runMu     sync.Mutex
-	running   bool
-	closeOnce sync.Once
-	closeErr  error
+	interestMu sync.Mutex
+	runMu      sync.Mutex
+	running    bool
+	closeOnce  sync.Once
+	closeErr   error
 }
 
 // New loads the sensor programs, fills the prefilter and attaches every
@@ -201,6 +202,8 @@ func (s *Sensor) Unignore(tgid uint32) error {
 // SetInterest replaces the open prefilter. New entries are added before
 // stale ones are removed, so no path is unwatched during the change.
 func (s *Sensor) SetInterest(list []Interest) error {
+	s.interestMu.Lock()
+	defer s.interestMu.Unlock()
 	want := make(map[bpfsensor.SensorInterestKey]uint32, len(list))
 	for _, in := range list {
 		k, err := interestKey(in)
@@ -230,6 +233,15 @@ func (s *Sensor) SetInterest(list []Interest) error {
 		if err := s.objs.Interest.Delete(&stale[i]); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 			return fmt.Errorf("remove interest: %w", err)
 		}
+	}
+	// Invalidate the kernel's cached open verdicts (see `verdicts` in
+	// bpf/sensor/sensor.h). Slot 1 of ns_gen belongs to userspace.
+	var gen uint64
+	if err := s.objs.NsGen.Lookup(uint32(1), &gen); err != nil {
+		return fmt.Errorf("read interest generation: %w", err)
+	}
+	if err := s.objs.NsGen.Put(uint32(1), gen+1); err != nil {
+		return fmt.Errorf("bump interest generation: %w", err)
 	}
 	return nil
 }
