@@ -21,9 +21,8 @@ const (
 )
 
 const (
-	afInet   = 2
-	afInet6  = 10
-	afPacket = 17
+	afInet  = 2
+	afInet6 = 10
 )
 
 // headerSize is the fixed part of a ring-buffer record; the strings follow.
