@@ -108,6 +108,16 @@ struct {
 	__type(value, struct counter);
 } counters SEC(".maps");
 
+/* Records lost per cgroup id, so a drop can be charged to a workload. LRU:
+ * a flood from many short-lived cgroups evicts the oldest counts, never
+ * the per-CPU totals in `counters`. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u64);
+} cgroup_drops SEC(".maps");
+
 /* Thread-group ids whose activity is not reported (the guard itself). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -268,6 +278,13 @@ static __always_inline void emit(struct scratch *s)
 		flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
 										       : BPF_RB_NO_WAKEUP;
 	long err = bpf_ringbuf_output(&events, &s->ev, offsetof(struct event, data) + used, flags);
+	if (err) {
+		__u64 one = 1, *n = bpf_map_lookup_elem(&cgroup_drops, &s->ev.cgroup_id);
+		if (n)
+			__sync_fetch_and_add(n, 1);
+		else
+			bpf_map_update_elem(&cgroup_drops, &s->ev.cgroup_id, &one, BPF_NOEXIST);
+	}
 	if (!c)
 		return;
 	if (err)

@@ -120,6 +120,7 @@ const (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	SensorMapCgroupDrops       = "cgroup_drops"
 	SensorMapCounters          = "counters"
 	SensorMapEvents            = "events"
 	SensorMapIgnoreTgids       = "ignore_tgids"
@@ -275,6 +276,7 @@ type SensorProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SensorMapSpecs struct {
+	CgroupDrops  *ebpf.MapSpec `ebpf:"cgroup_drops"`
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	IgnoreTgids  *ebpf.MapSpec `ebpf:"ignore_tgids"`
@@ -316,6 +318,7 @@ func (o *SensorObjects) Close() error {
 //
 // It can be passed to LoadSensorObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SensorMaps struct {
+	CgroupDrops  *ebpf.Map `ebpf:"cgroup_drops"`
 	Counters     *ebpf.Map `ebpf:"counters"`
 	Events       *ebpf.Map `ebpf:"events"`
 	IgnoreTgids  *ebpf.Map `ebpf:"ignore_tgids"`
@@ -328,6 +331,7 @@ type SensorMaps struct {
 
 func (m *SensorMaps) Close() error {
 	return _SensorClose(
+		m.CgroupDrops,
 		m.Counters,
 		m.Events,
 		m.IgnoreTgids,

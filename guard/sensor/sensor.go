@@ -315,6 +315,10 @@ type Stats struct {
 	DroppedPerCPU []uint64
 	// Dropped is the total of DroppedPerCPU.
 	Dropped uint64
+	// DroppedByCgroup charges drops to the cgroup id (Process.CgroupID) of
+	// the task whose record was lost, so they can be charged to a
+	// workload. It keeps the 4096 most recent cgroups.
+	DroppedByCgroup map[uint64]uint64
 	// CompatSkipped counts 32-bit syscalls that were not decoded.
 	CompatSkipped uint64
 	// Received counts records read from the ring buffer; DecodeErrors the
@@ -352,6 +356,15 @@ func (s *Sensor) Stats() (Stats, error) {
 	}
 	if err := it.Err(); err != nil {
 		return st, fmt.Errorf("read counters: %w", err)
+	}
+	st.DroppedByCgroup = map[uint64]uint64{}
+	var cg, n uint64
+	cit := s.objs.CgroupDrops.Iterate()
+	for cit.Next(&cg, &n) {
+		st.DroppedByCgroup[cg] = n
+	}
+	if err := cit.Err(); err != nil {
+		return st, fmt.Errorf("read cgroup drops: %w", err)
 	}
 	st.Received = s.received.Load()
 	st.DecodeErrors = s.decodeErrors.Load()
