@@ -193,7 +193,7 @@ func BenchmarkPipeline(b *testing.B) {
 			bs := startBenchSensor(b, Config{Interest: []Interest{{Prefix: hot, Mode: ReportAlways}}})
 			before, _ := bs.s.Stats()
 			delivered0 := bs.delivered.Load()
-			per := b.N / generators
+			per := max(b.N/generators, 1)
 			start := time.Now()
 			b.ResetTimer()
 			errs := make(chan error, generators)
