@@ -31,7 +31,7 @@
 static __always_inline __u32 trie_want(struct scratch *s)
 {
 	if (s->ev.flags & EVF_PATH_TRUNC)
-		return INTEREST_ALWAYS; /* cannot judge a partial path: report it */
+		return INTEREST_ALWAYS; /* no root-side prefix to judge: report it */
 	__u32 len = s->ev.str_len[0];
 	if (len > NAME_MAX_)
 		len = NAME_MAX_;

@@ -38,7 +38,8 @@ enum ev_flags {
 	EVF_ARGS_TRUNC = 1, /* argv exceeded STR_MAX - 1 bytes */
 	EVF_EXE_MEMFD = 2,  /* executable is a memfd */
 	EVF_EXE_UPPER = 4,  /* executable has an overlayfs upper-layer copy */
-	EVF_PATH_TRUNC = 8, /* a path exceeded PATH_DEPTH or STR_MAX */
+	EVF_PATH_TRUNC = 8, /* a path exceeded PATH_DEPTH: its root side is cut */
+	EVF_PATH_LONG = 16, /* a path exceeded STR_MAX bytes: its leaf side is cut */
 };
 
 /* interest flags, the value type of the `interest` LPM trie. */
@@ -340,7 +341,7 @@ struct walk_ctx {
 	__u32 crossed; /* mount points crossed */
 	__u32 off;     /* write offset in ev.data */
 	__u32 limit;   /* last offset at which another name may start */
-	__u16 trunc;
+	__u16 trunc; /* EVF_PATH_TRUNC or EVF_PATH_LONG */
 };
 
 static __always_inline struct scratch *scratch_get(void)
@@ -376,7 +377,7 @@ static long walk_up(__u32 i, void *arg)
 		return 0;
 	}
 	if (w->n >= PATH_DEPTH) {
-		w->trunc = 1;
+		w->trunc |= EVF_PATH_TRUNC;
 		return 1;
 	}
 	s->dentries[w->n & (PATH_DEPTH - 1)] = (__u64)d;
@@ -392,7 +393,7 @@ static long walk_down(__u32 i, void *arg)
 	if (!s || i >= w->n)
 		return 1;
 	if (w->off > w->limit) {
-		w->trunc = 1;
+		w->trunc |= EVF_PATH_LONG;
 		return 1;
 	}
 	struct dentry *d = (void *)s->dentries[(w->n - 1 - i) & (PATH_DEPTH - 1)];
@@ -423,8 +424,7 @@ static __always_inline void walk_path(struct scratch *s, const struct path *p)
 	} else {
 		bpf_loop(PATH_DEPTH, walk_down, &w, 0);
 	}
-	if (w.trunc)
-		s->ev.flags |= EVF_PATH_TRUNC;
+	s->ev.flags |= w.trunc;
 	s->off = w.off;
 }
 

@@ -64,7 +64,9 @@ func TestDecodeKinds(t *testing.T) {
 		{"open", record(with(10, func(h *bpfsensor.SensorEvent) { h.Arg = [4]uint64{0o101, 0o644}; h.Ret = 3 }), "/etc/x\x00"),
 			func(e *event.Event) { e.File = event.File{Path: "/etc/x", Flags: 0o101, Mode: 0o644}; e.Ret = 3 }},
 		{"truncated path", record(with(12, func(h *bpfsensor.SensorEvent) { h.Flags = flagPathTrunc }), "/deep\x00", "/b\x00"),
-			func(e *event.Event) { e.File = event.File{Path: "…/deep", NewPath: "/b"} }},
+			func(e *event.Event) { e.File = event.File{Path: "…/deep", NewPath: "…/b"} }},
+		{"long path", record(with(10, func(h *bpfsensor.SensorEvent) { h.Flags = flagPathLong }), "/long\x00"),
+			func(e *event.Event) { e.File = event.File{Path: "/long…"} }},
 		{"connect", record(with(20, func(h *bpfsensor.SensorEvent) {
 			h.Family, h.SockType, h.Proto, h.Saddr, h.Sport, h.Daddr, h.Dport, h.Arg[0] = 2, 1, 6, v4, 40000, v4, 80, 5
 		})), func(e *event.Event) {
@@ -138,7 +140,7 @@ func FuzzDecode(f *testing.F) {
 		for _, a := range e.Proc.Args {
 			n += len(a)
 		}
-		if n > len(raw)-headerSize+len("…")*2 {
+		if n > len(raw)-headerSize+len("…")*10 {
 			t.Fatalf("decoded %d string bytes from a %d-byte body", n, len(raw)-headerSize)
 		}
 		_ = e.AppendJSON(nil)

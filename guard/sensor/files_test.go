@@ -250,3 +250,31 @@ func TestOpenVerdictCache(t *testing.T) {
 	p2 := runHelper(t, dir, "open", moved, rdonly)
 	c.waitFor(t, "open of the moved file", ofPath(event.KindOpen, p2, moved))
 }
+
+// TestDeepPathIsMarkedAndReported opens a file 40 directories deep: the walk
+// keeps the deepest 32 components, marks the cut, and reports the open even
+// though no interest matches, because a cut path cannot be judged.
+func TestDeepPathIsMarkedAndReported(t *testing.T) {
+	dir := fileTestDir(t)
+	deep := dir
+	var parts []string
+	for range 40 {
+		deep = filepath.Join(deep, "d")
+		parts = append(parts, "d")
+	}
+	if err := os.MkdirAll(deep, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	leaf := filepath.Join(deep, "leaf")
+	if err := os.WriteFile(leaf, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	parts = append(parts, "leaf")
+	c := startSensor(t, Config{Interest: []Interest{{Prefix: "/nonexistent/", Mode: ReportAlways}}})
+	pid := runHelper(t, deep, "open", "leaf", strconv.Itoa(unix.O_RDONLY))
+	want := "…/" + filepath.Join(parts[len(parts)-32:]...)
+	e := c.waitFor(t, "deep open", ofPath(event.KindOpen, pid, want))
+	if e.Ret < 3 {
+		t.Errorf("ret %d", e.Ret)
+	}
+}
