@@ -9,9 +9,9 @@
 // # Notes
 //
 // Bounds, all marked rather than silent: argv keeps at most 4095 bytes
-// (Process.ArgsTruncated); a path keeps at most 32 components and about 4 KiB,
-// and a truncated one starts with "…"; interest prefixes are at most 255
-// bytes. The guard's own process is not reported unless Config.ReportSelf.
+// (Process.ArgsTruncated); a path keeps its deepest 32 components (then it
+// starts with "…", and an open of it is always reported) and about 4 KiB
+// (then it ends with "…"); interest prefixes are at most 255 bytes. The guard's own process is not reported unless Config.ReportSelf.
 //
 // Syscall decoding follows the x86-64 table; 32-bit (ia32) syscalls are not
 // decoded and are counted in Stats.CompatSkipped instead. Fork events of
