@@ -278,3 +278,41 @@ func TestDeepPathIsMarkedAndReported(t *testing.T) {
 		t.Errorf("ret %d", e.Ret)
 	}
 }
+
+// TestIgnoreSelf toggles the kernel's ignore list for the test process: its
+// opens are reported only while it is not ignored.
+func TestIgnoreSelf(t *testing.T) {
+	dir := fileTestDir(t)
+	c := startSensor(t, Config{Interest: []Interest{{Prefix: dir + "/", Mode: ReportAlways}}})
+	self := uint32(os.Getpid())
+	open := func(name string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := openLoop(p, 1); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	hidden1 := open("hidden1") // ignored by default (Config.ReportSelf false)
+	if err := c.s.Unignore(self); err != nil {
+		t.Fatal(err)
+	}
+	seen := open("seen")
+	c.waitFor(t, "own open while not ignored", ofPath(event.KindOpen, self, seen))
+	if err := c.s.Ignore(self); err != nil {
+		t.Fatal(err)
+	}
+	hidden2 := open("hidden2")
+	if err := c.s.Unignore(self); err != nil {
+		t.Fatal(err)
+	}
+	marker := open("marker")
+	c.waitFor(t, "marker", ofPath(event.KindOpen, self, marker))
+	for _, p := range []string{hidden1, hidden2} {
+		if got := c.all(ofPath(event.KindOpen, self, p)); len(got) != 0 {
+			t.Errorf("open of %s reported while ignored", p)
+		}
+	}
+}
