@@ -7,4 +7,4 @@
 // generate` rebuilds them with Debian's clang 14.
 package sensor
 
-//go:generate go tool bpf2go -cc clang-14 -target amd64 -go-package sensor -type event -type counter -type interest_key Sensor sensor.c -- -I../include -O2 -g -Wall -mcpu=v3
+//go:generate go tool bpf2go -cc clang-14 -target amd64 -go-package sensor -type event -type counter -type interest_key -type vigil_kind Sensor sensor.c -- -I../include -O2 -g -Wall -mcpu=v3

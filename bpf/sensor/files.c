@@ -5,7 +5,9 @@
  * open, openat, openat2, creat:
  *   path = the new fd's resolved path when the open succeeded, else the
  *          argument joined to dfd/cwd;
- *   look the path up in the `interest` trie (longest prefix wins);
+ *   look the path up in the `interest` trie (longest prefix wins), or
+ *   reuse the cached answer for this (dentry, mount, inode) when no
+ *   namespace change happened since (see `verdicts` in sensor.h);
  *   report when the match says ALWAYS, or says WRITES and the open may
  *   write (O_WRONLY, O_RDWR, O_CREAT, O_TRUNC); otherwise count it as
  *   filtered. Ordinary read-only opens never reach userspace.
@@ -25,23 +27,36 @@
 #define S_ISUID_ 04000
 #define S_ISGID_ 02000
 
-/* interesting decides whether string 0 (the opened path) is reported. */
-static __always_inline bool interesting(struct scratch *s, __u32 flags)
+/* trie_want returns the interest flags of string 0 (the opened path). */
+static __always_inline __u32 trie_want(struct scratch *s)
 {
 	if (s->ev.flags & EVF_PATH_TRUNC)
-		return true; /* cannot judge a partial path: report it */
+		return INTEREST_ALWAYS; /* no root-side prefix to judge: report it */
 	__u32 len = s->ev.str_len[0];
 	if (len > NAME_MAX_)
 		len = NAME_MAX_;
 	s->key.prefixlen = len * 8;
 	bpf_probe_read_kernel(s->key.path, NAME_MAX_, s->ev.data);
 	__u32 *want = bpf_map_lookup_elem(&interest, &s->key);
-	if (!want)
-		return false;
-	if (*want & INTEREST_ALWAYS)
+	return want ? *want : 0;
+}
+
+/* decide reports whether an open with these flags under this interest is
+ * reported. */
+static __always_inline bool decide(__u32 want, __u32 flags)
+{
+	if (want & INTEREST_ALWAYS)
 		return true;
 	bool writes = (flags & O_ACCMODE_) != 0 || (flags & (O_CREAT_ | O_TRUNC_));
-	return writes && (*want & INTEREST_WRITES);
+	return writes && (want & INTEREST_WRITES);
+}
+
+static __always_inline int filtered(void)
+{
+	struct counter *c = counter_for(EV_OPEN);
+	if (c)
+		c->filtered++;
+	return 0;
 }
 
 static __always_inline int do_open(struct pt_regs *regs, long ret, int dfd, const char *u,
@@ -49,20 +64,35 @@ static __always_inline int do_open(struct pt_regs *regs, long ret, int dfd, cons
 {
 	if (skip())
 		return 0;
+	struct file *f = ret >= 0 ? fd_file(ret) : NULL;
+	struct verdict_key vk = {};
+	__u64 gen = 0;
+	if (f) {
+		vk.dentry = (__u64)BPF_CORE_READ(f, f_path.dentry);
+		vk.mnt = (__u64)BPF_CORE_READ(f, f_path.mnt);
+		vk.inode = (__u64)BPF_CORE_READ(f, f_inode);
+		vk.ino = BPF_CORE_READ(f, f_inode, i_ino);
+		gen = gen_now();
+		struct verdict *v = bpf_map_lookup_elem(&verdicts, &vk);
+		if (v && v->gen == gen && !decide(v->want, flags))
+			return filtered();
+	}
 	struct scratch *s = scratch_begin(EV_OPEN);
 	if (!s)
 		return 0;
-	struct file *f = ret >= 0 ? fd_file(ret) : NULL;
 	if (f)
 		put_path(s, __builtin_preserve_access_index(&f->f_path));
 	else
 		put_user_path(s, dfd, u);
-	if (!interesting(s, flags)) {
-		struct counter *c = counter_for(EV_OPEN);
-		if (c)
-			c->filtered++;
-		return 0;
+	__u32 want = trie_want(s);
+	if (f) {
+		/* gen was read before the walk: a change meanwhile leaves a
+		 * stale generation, so the entry is recomputed next time. */
+		struct verdict nv = {.gen = gen, .want = want};
+		bpf_map_update_elem(&verdicts, &vk, &nv, BPF_ANY);
 	}
+	if (!decide(want, flags))
+		return filtered();
 	fill_task(&s->ev);
 	s->ev.ret = ret;
 	s->ev.syscall = BPF_CORE_READ(regs, orig_ax);
@@ -86,6 +116,7 @@ SYS_EXIT(openat2)
 static __always_inline int path_event(struct pt_regs *regs, long ret, __u16 kind, int dfd1,
 				      const char *p1, int dfd2, const char *p2, __u64 flags)
 {
+	gen_bump(); /* paths may now name other files: see `verdicts` */
 	if (skip())
 		return 0;
 	struct scratch *s = begin(regs, ret, kind);
@@ -110,6 +141,7 @@ SYS_EXIT(linkat) { return path_event(regs, ret, EV_LINK, A0, (void *)A1, A2, (vo
 static __always_inline int symlink_event(struct pt_regs *regs, long ret, const char *target, int dfd,
 					 const char *linkpath)
 {
+	gen_bump();
 	if (skip())
 		return 0;
 	struct scratch *s = begin(regs, ret, EV_SYMLINK);

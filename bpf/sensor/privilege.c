@@ -65,6 +65,7 @@ SYS_EXIT(ptrace)
 
 SYS_EXIT(mount)
 {
+	gen_bump();
 	if (skip())
 		return 0;
 	struct scratch *s = begin(regs, ret, EV_MOUNT);
@@ -80,6 +81,7 @@ SYS_EXIT(mount)
 
 SYS_EXIT(umount2)
 {
+	gen_bump();
 	if (skip())
 		return 0;
 	struct scratch *s = begin(regs, ret, EV_UMOUNT);
@@ -153,5 +155,20 @@ SYS_EXIT(memfd_create)
 	put_user_str(s, (void *)A0);
 	s->ev.arg[3] = A1;
 	emit(s);
+	return 0;
+}
+
+/* move_mount and pivot_root change which path a mounted file has; they only
+ * invalidate the open-verdict cache (mount(2) with MS_MOVE is reported as a
+ * mount event above). */
+SYS_EXIT(move_mount)
+{
+	gen_bump();
+	return 0;
+}
+
+SYS_EXIT(pivot_root)
+{
+	gen_bump();
 	return 0;
 }

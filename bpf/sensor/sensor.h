@@ -38,7 +38,8 @@ enum ev_flags {
 	EVF_ARGS_TRUNC = 1, /* argv exceeded STR_MAX - 1 bytes */
 	EVF_EXE_MEMFD = 2,  /* executable is a memfd */
 	EVF_EXE_UPPER = 4,  /* executable has an overlayfs upper-layer copy */
-	EVF_PATH_TRUNC = 8, /* a path exceeded PATH_DEPTH or STR_MAX */
+	EVF_PATH_TRUNC = 8, /* a path exceeded PATH_DEPTH: its root side is cut */
+	EVF_PATH_LONG = 16, /* a path exceeded STR_MAX bytes: its leaf side is cut */
 };
 
 /* interest flags, the value type of the `interest` LPM trie. */
@@ -108,6 +109,16 @@ struct {
 	__type(value, struct counter);
 } counters SEC(".maps");
 
+/* Records lost per cgroup id, so a drop can be charged to a workload. LRU:
+ * a flood from many short-lived cgroups evicts the oldest counts, never
+ * the per-CPU totals in `counters`. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u64);
+} cgroup_drops SEC(".maps");
+
 /* Thread-group ids whose activity is not reported (the guard itself). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -124,10 +135,63 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } interest SEC(".maps");
 
+/* Open-prefilter verdict cache. Resolving a path costs a dentry walk; most
+ * opens hit the same few files again. The cache remembers, per opened
+ * (dentry, mount, inode), the interest flags its path matched, valid only
+ * while `ns_gen` is unchanged. ns_gen is bumped by every namespace change the
+ * sensor sees (unlink, rename, link, symlink, mount, umount) and by
+ * userspace on SetInterest, so a renamed or re-pointed entry is walked
+ * again. (Namespace changes made through io_uring are not seen, as no
+ * io_uring operation is.) The key includes the inode and its number so that a recycled dentry
+ * address for another file misses. */
+struct verdict_key {
+	__u64 dentry, mnt, inode, ino;
+};
+
+struct verdict {
+	__u64 gen;
+	__u32 want; /* interest flags the path matched, 0 for none */
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct verdict_key);
+	__type(value, struct verdict);
+} verdicts SEC(".maps");
+
+/* ns_gen[0] is bumped by BPF, ns_gen[1] only by userspace (a read-modify-
+ * write there would race with BPF's atomic adds). Both only grow, so their
+ * sum changes on every bump. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} ns_gen SEC(".maps");
+
+static __always_inline __u64 gen_now(void)
+{
+	__u32 k0 = 0, k1 = 1;
+	__u64 *g0 = bpf_map_lookup_elem(&ns_gen, &k0);
+	__u64 *g1 = bpf_map_lookup_elem(&ns_gen, &k1);
+	return (g0 ? *g0 : 0) + (g1 ? *g1 : 0);
+}
+
+static __always_inline void gen_bump(void)
+{
+	__u32 zero = 0;
+	__u64 *g = bpf_map_lookup_elem(&ns_gen, &zero);
+	if (g)
+		__sync_fetch_and_add(g, 1);
+}
+
 /* Anchors so that bpf2go -type finds the shared structs in BTF. */
 struct event *unused_event __attribute__((unused));
 struct counter *unused_counter __attribute__((unused));
 struct interest_key *unused_interest_key __attribute__((unused));
+enum vigil_kind *unused_kind __attribute__((unused));
 
 static __always_inline bool ignored(void)
 {
@@ -196,6 +260,13 @@ static __always_inline void fill_task(struct event *e)
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 }
 
+/* wakeup_bytes batches reader wakeups: a record wakes the reader only when
+ * at least this many bytes wait in the ring; the reader also polls on a
+ * timer. Each wakeup is an irq_work (a self-IPI, expensive in a VM), so
+ * waking per record costs more than the record. 0 wakes on every record.
+ * Set from Config at load. */
+const volatile __u64 wakeup_bytes = 0;
+
 /* emit sends the record and counts the outcome. */
 static __always_inline void emit(struct scratch *s)
 {
@@ -203,7 +274,18 @@ static __always_inline void emit(struct scratch *s)
 	__u32 used = s->off;
 	if (used > DATA_SZ)
 		used = DATA_SZ;
-	long err = bpf_ringbuf_output(&events, &s->ev, offsetof(struct event, data) + used, 0);
+	__u64 flags = 0;
+	if (wakeup_bytes)
+		flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= wakeup_bytes ? BPF_RB_FORCE_WAKEUP
+										       : BPF_RB_NO_WAKEUP;
+	long err = bpf_ringbuf_output(&events, &s->ev, offsetof(struct event, data) + used, flags);
+	if (err) {
+		__u64 one = 1, *n = bpf_map_lookup_elem(&cgroup_drops, &s->ev.cgroup_id);
+		if (n)
+			__sync_fetch_and_add(n, 1);
+		else
+			bpf_map_update_elem(&cgroup_drops, &s->ev.cgroup_id, &one, BPF_NOEXIST);
+	}
 	if (!c)
 		return;
 	if (err)
@@ -259,7 +341,7 @@ struct walk_ctx {
 	__u32 crossed; /* mount points crossed */
 	__u32 off;     /* write offset in ev.data */
 	__u32 limit;   /* last offset at which another name may start */
-	__u16 trunc;
+	__u16 trunc; /* EVF_PATH_TRUNC or EVF_PATH_LONG */
 };
 
 static __always_inline struct scratch *scratch_get(void)
@@ -295,7 +377,7 @@ static long walk_up(__u32 i, void *arg)
 		return 0;
 	}
 	if (w->n >= PATH_DEPTH) {
-		w->trunc = 1;
+		w->trunc |= EVF_PATH_TRUNC;
 		return 1;
 	}
 	s->dentries[w->n & (PATH_DEPTH - 1)] = (__u64)d;
@@ -311,7 +393,7 @@ static long walk_down(__u32 i, void *arg)
 	if (!s || i >= w->n)
 		return 1;
 	if (w->off > w->limit) {
-		w->trunc = 1;
+		w->trunc |= EVF_PATH_LONG;
 		return 1;
 	}
 	struct dentry *d = (void *)s->dentries[(w->n - 1 - i) & (PATH_DEPTH - 1)];
@@ -342,8 +424,7 @@ static __always_inline void walk_path(struct scratch *s, const struct path *p)
 	} else {
 		bpf_loop(PATH_DEPTH, walk_down, &w, 0);
 	}
-	if (w.trunc)
-		s->ev.flags |= EVF_PATH_TRUNC;
+	s->ev.flags |= w.trunc;
 	s->off = w.off;
 }
 

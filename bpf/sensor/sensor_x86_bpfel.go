@@ -70,16 +70,65 @@ type SensorScratch struct {
 	Nstr     uint32
 }
 
+type SensorVerdict struct {
+	_    structs.HostLayout
+	Gen  uint64
+	Want uint32
+	Pad  uint32
+}
+
+type SensorVerdictKey struct {
+	_      structs.HostLayout
+	Dentry uint64
+	Mnt    uint64
+	Inode  uint64
+	Ino    uint64
+}
+
+type SensorVigilKind uint32
+
+const (
+	SensorVigilKindEV_EXEC          SensorVigilKind = 1
+	SensorVigilKindEV_FORK          SensorVigilKind = 2
+	SensorVigilKindEV_EXIT          SensorVigilKind = 3
+	SensorVigilKindEV_OPEN          SensorVigilKind = 10
+	SensorVigilKindEV_UNLINK        SensorVigilKind = 11
+	SensorVigilKindEV_RENAME        SensorVigilKind = 12
+	SensorVigilKindEV_LINK          SensorVigilKind = 13
+	SensorVigilKindEV_SYMLINK       SensorVigilKind = 14
+	SensorVigilKindEV_CHMOD         SensorVigilKind = 15
+	SensorVigilKindEV_CONNECT       SensorVigilKind = 20
+	SensorVigilKindEV_ACCEPT        SensorVigilKind = 21
+	SensorVigilKindEV_BIND          SensorVigilKind = 22
+	SensorVigilKindEV_LISTEN        SensorVigilKind = 23
+	SensorVigilKindEV_PACKET_SOCKET SensorVigilKind = 24
+	SensorVigilKindEV_DUP_SOCKET    SensorVigilKind = 25
+	SensorVigilKindEV_SETUID        SensorVigilKind = 30
+	SensorVigilKindEV_SETGID        SensorVigilKind = 31
+	SensorVigilKindEV_CAPSET        SensorVigilKind = 32
+	SensorVigilKindEV_PTRACE        SensorVigilKind = 33
+	SensorVigilKindEV_MOUNT         SensorVigilKind = 34
+	SensorVigilKindEV_UMOUNT        SensorVigilKind = 35
+	SensorVigilKindEV_UNSHARE       SensorVigilKind = 36
+	SensorVigilKindEV_SETNS         SensorVigilKind = 37
+	SensorVigilKindEV_MODULE_LOAD   SensorVigilKind = 38
+	SensorVigilKindEV_MEMFD         SensorVigilKind = 39
+	SensorVigilKindEV_KIND_MAX      SensorVigilKind = 64
+)
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	SensorMapCgroupDrops       = "cgroup_drops"
 	SensorMapCounters          = "counters"
 	SensorMapEvents            = "events"
 	SensorMapIgnoreTgids       = "ignore_tgids"
 	SensorMapInterest          = "interest"
+	SensorMapNsGen             = "ns_gen"
 	SensorMapScratchMap        = "scratch_map"
 	SensorMapSysExitProgs      = "sys_exit_progs"
+	SensorMapVerdicts          = "verdicts"
 	SensorProgOnExec           = "on_exec"
 	SensorProgOnExit           = "on_exit"
 	SensorProgOnFork           = "on_fork"
@@ -103,9 +152,11 @@ const (
 	SensorProgSysListen        = "sys_listen"
 	SensorProgSysMemfdCreate   = "sys_memfd_create"
 	SensorProgSysMount         = "sys_mount"
+	SensorProgSysMoveMount     = "sys_move_mount"
 	SensorProgSysOpen          = "sys_open"
 	SensorProgSysOpenat        = "sys_openat"
 	SensorProgSysOpenat2       = "sys_openat2"
+	SensorProgSysPivotRoot     = "sys_pivot_root"
 	SensorProgSysPtrace        = "sys_ptrace"
 	SensorProgSysRename        = "sys_rename"
 	SensorProgSysRenameat      = "sys_renameat"
@@ -127,6 +178,8 @@ const (
 	SensorVarUnusedCounter     = "unused_counter"
 	SensorVarUnusedEvent       = "unused_event"
 	SensorVarUnusedInterestKey = "unused_interest_key"
+	SensorVarUnusedKind        = "unused_kind"
+	SensorVarWakeupBytes       = "wakeup_bytes"
 )
 
 // LoadSensor returns the embedded CollectionSpec for Sensor.
@@ -194,9 +247,11 @@ type SensorProgramSpecs struct {
 	SysListen      *ebpf.ProgramSpec `ebpf:"sys_listen"`
 	SysMemfdCreate *ebpf.ProgramSpec `ebpf:"sys_memfd_create"`
 	SysMount       *ebpf.ProgramSpec `ebpf:"sys_mount"`
+	SysMoveMount   *ebpf.ProgramSpec `ebpf:"sys_move_mount"`
 	SysOpen        *ebpf.ProgramSpec `ebpf:"sys_open"`
 	SysOpenat      *ebpf.ProgramSpec `ebpf:"sys_openat"`
 	SysOpenat2     *ebpf.ProgramSpec `ebpf:"sys_openat2"`
+	SysPivotRoot   *ebpf.ProgramSpec `ebpf:"sys_pivot_root"`
 	SysPtrace      *ebpf.ProgramSpec `ebpf:"sys_ptrace"`
 	SysRename      *ebpf.ProgramSpec `ebpf:"sys_rename"`
 	SysRenameat    *ebpf.ProgramSpec `ebpf:"sys_renameat"`
@@ -221,12 +276,15 @@ type SensorProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type SensorMapSpecs struct {
+	CgroupDrops  *ebpf.MapSpec `ebpf:"cgroup_drops"`
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	IgnoreTgids  *ebpf.MapSpec `ebpf:"ignore_tgids"`
 	Interest     *ebpf.MapSpec `ebpf:"interest"`
+	NsGen        *ebpf.MapSpec `ebpf:"ns_gen"`
 	ScratchMap   *ebpf.MapSpec `ebpf:"scratch_map"`
 	SysExitProgs *ebpf.MapSpec `ebpf:"sys_exit_progs"`
+	Verdicts     *ebpf.MapSpec `ebpf:"verdicts"`
 }
 
 // SensorVariableSpecs contains global variables before they are loaded into the kernel.
@@ -236,6 +294,8 @@ type SensorVariableSpecs struct {
 	UnusedCounter     *ebpf.VariableSpec `ebpf:"unused_counter"`
 	UnusedEvent       *ebpf.VariableSpec `ebpf:"unused_event"`
 	UnusedInterestKey *ebpf.VariableSpec `ebpf:"unused_interest_key"`
+	UnusedKind        *ebpf.VariableSpec `ebpf:"unused_kind"`
+	WakeupBytes       *ebpf.VariableSpec `ebpf:"wakeup_bytes"`
 }
 
 // SensorObjects contains all objects after they have been loaded into the kernel.
@@ -258,22 +318,28 @@ func (o *SensorObjects) Close() error {
 //
 // It can be passed to LoadSensorObjects or ebpf.CollectionSpec.LoadAndAssign.
 type SensorMaps struct {
+	CgroupDrops  *ebpf.Map `ebpf:"cgroup_drops"`
 	Counters     *ebpf.Map `ebpf:"counters"`
 	Events       *ebpf.Map `ebpf:"events"`
 	IgnoreTgids  *ebpf.Map `ebpf:"ignore_tgids"`
 	Interest     *ebpf.Map `ebpf:"interest"`
+	NsGen        *ebpf.Map `ebpf:"ns_gen"`
 	ScratchMap   *ebpf.Map `ebpf:"scratch_map"`
 	SysExitProgs *ebpf.Map `ebpf:"sys_exit_progs"`
+	Verdicts     *ebpf.Map `ebpf:"verdicts"`
 }
 
 func (m *SensorMaps) Close() error {
 	return _SensorClose(
+		m.CgroupDrops,
 		m.Counters,
 		m.Events,
 		m.IgnoreTgids,
 		m.Interest,
+		m.NsGen,
 		m.ScratchMap,
 		m.SysExitProgs,
+		m.Verdicts,
 	)
 }
 
@@ -284,6 +350,8 @@ type SensorVariables struct {
 	UnusedCounter     *ebpf.Variable `ebpf:"unused_counter"`
 	UnusedEvent       *ebpf.Variable `ebpf:"unused_event"`
 	UnusedInterestKey *ebpf.Variable `ebpf:"unused_interest_key"`
+	UnusedKind        *ebpf.Variable `ebpf:"unused_kind"`
+	WakeupBytes       *ebpf.Variable `ebpf:"wakeup_bytes"`
 }
 
 // SensorPrograms contains all programs after they have been loaded into the kernel.
@@ -313,9 +381,11 @@ type SensorPrograms struct {
 	SysListen      *ebpf.Program `ebpf:"sys_listen"`
 	SysMemfdCreate *ebpf.Program `ebpf:"sys_memfd_create"`
 	SysMount       *ebpf.Program `ebpf:"sys_mount"`
+	SysMoveMount   *ebpf.Program `ebpf:"sys_move_mount"`
 	SysOpen        *ebpf.Program `ebpf:"sys_open"`
 	SysOpenat      *ebpf.Program `ebpf:"sys_openat"`
 	SysOpenat2     *ebpf.Program `ebpf:"sys_openat2"`
+	SysPivotRoot   *ebpf.Program `ebpf:"sys_pivot_root"`
 	SysPtrace      *ebpf.Program `ebpf:"sys_ptrace"`
 	SysRename      *ebpf.Program `ebpf:"sys_rename"`
 	SysRenameat    *ebpf.Program `ebpf:"sys_renameat"`
@@ -361,9 +431,11 @@ func (p *SensorPrograms) Close() error {
 		p.SysListen,
 		p.SysMemfdCreate,
 		p.SysMount,
+		p.SysMoveMount,
 		p.SysOpen,
 		p.SysOpenat,
 		p.SysOpenat2,
+		p.SysPivotRoot,
 		p.SysPtrace,
 		p.SysRename,
 		p.SysRenameat,

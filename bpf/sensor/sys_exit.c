@@ -60,6 +60,8 @@ struct {
 		[175] = (void *)&sys_init_module,
 		[313] = (void *)&sys_finit_module,
 		[319] = (void *)&sys_memfd_create,
+		[429] = (void *)&sys_move_mount,
+		[155] = (void *)&sys_pivot_root,
 	},
 };
 

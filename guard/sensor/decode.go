@@ -18,12 +18,12 @@ const (
 	flagExeMemfd  = 2
 	flagExeUpper  = 4
 	flagPathTrunc = 8
+	flagPathLong  = 16
 )
 
 const (
-	afInet   = 2
-	afInet6  = 10
-	afPacket = 17
+	afInet  = 2
+	afInet6 = 10
 )
 
 // headerSize is the fixed part of a ring-buffer record; the strings follow.
@@ -93,7 +93,7 @@ func (d *Decoder) Decode(raw []byte, e *event.Event) error {
 			StartTime: h.StartTime,
 		},
 	}
-	pathTrunc := h.Flags&flagPathTrunc != 0
+	pathTrunc, pathLong := h.Flags&flagPathTrunc != 0, h.Flags&flagPathLong != 0
 	switch kind {
 	case event.KindExec:
 		e.Proc.Exe = cstr(strs[0])
@@ -134,14 +134,19 @@ func (d *Decoder) Decode(raw []byte, e *event.Event) error {
 	if kind >= event.KindSetuid && kind <= event.KindMemfd {
 		e.Priv.Op = syscallName(h.Syscall)
 	}
-	if pathTrunc {
-		// A truncated path keeps its deepest components; mark it so that no
-		// rule mistakes it for a real absolute path.
-		if e.File.Path != "" {
-			e.File.Path = "…" + e.File.Path
+	// Mark cut paths so that no rule mistakes them for whole ones: a path
+	// deeper than the walk keeps its deepest components ("…/a/b"), a path
+	// longer than the buffer keeps its root side ("/a/b…"). The flags are
+	// per record, so every path of the record is marked.
+	for _, p := range []*string{&e.File.Path, &e.File.NewPath, &e.Proc.Exe, &e.Proc.Cwd, &e.Priv.Name} {
+		if *p == "" {
+			continue
 		}
-		if e.Proc.Exe != "" {
-			e.Proc.Exe = "…" + e.Proc.Exe
+		if pathTrunc {
+			*p = "…" + *p
+		}
+		if pathLong {
+			*p += "…"
 		}
 	}
 	return nil

@@ -64,7 +64,9 @@ func TestDecodeKinds(t *testing.T) {
 		{"open", record(with(10, func(h *bpfsensor.SensorEvent) { h.Arg = [4]uint64{0o101, 0o644}; h.Ret = 3 }), "/etc/x\x00"),
 			func(e *event.Event) { e.File = event.File{Path: "/etc/x", Flags: 0o101, Mode: 0o644}; e.Ret = 3 }},
 		{"truncated path", record(with(12, func(h *bpfsensor.SensorEvent) { h.Flags = flagPathTrunc }), "/deep\x00", "/b\x00"),
-			func(e *event.Event) { e.File = event.File{Path: "…/deep", NewPath: "/b"} }},
+			func(e *event.Event) { e.File = event.File{Path: "…/deep", NewPath: "…/b"} }},
+		{"long path", record(with(10, func(h *bpfsensor.SensorEvent) { h.Flags = flagPathLong }), "/long\x00"),
+			func(e *event.Event) { e.File = event.File{Path: "/long…"} }},
 		{"connect", record(with(20, func(h *bpfsensor.SensorEvent) {
 			h.Family, h.SockType, h.Proto, h.Saddr, h.Sport, h.Daddr, h.Dport, h.Arg[0] = 2, 1, 6, v4, 40000, v4, 80, 5
 		})), func(e *event.Event) {
@@ -138,7 +140,7 @@ func FuzzDecode(f *testing.F) {
 		for _, a := range e.Proc.Args {
 			n += len(a)
 		}
-		if n > len(raw)-headerSize+len("…")*2 {
+		if n > len(raw)-headerSize+len("…")*10 {
 			t.Fatalf("decoded %d string bytes from a %d-byte body", n, len(raw)-headerSize)
 		}
 		_ = e.AppendJSON(nil)
@@ -156,5 +158,41 @@ func BenchmarkDecode(b *testing.B) {
 		if err := d.Decode(raw, &e); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestKindsMatchKernel checks bpf/include/common.h's EV_* numbers against
+// event.Kind, through the enum bpf2go generates from the object's BTF.
+func TestKindsMatchKernel(t *testing.T) {
+	pairs := map[bpfsensor.SensorVigilKind]event.Kind{
+		bpfsensor.SensorVigilKindEV_EXEC: event.KindExec, bpfsensor.SensorVigilKindEV_FORK: event.KindFork,
+		bpfsensor.SensorVigilKindEV_EXIT: event.KindExit, bpfsensor.SensorVigilKindEV_OPEN: event.KindOpen,
+		bpfsensor.SensorVigilKindEV_UNLINK: event.KindUnlink, bpfsensor.SensorVigilKindEV_RENAME: event.KindRename,
+		bpfsensor.SensorVigilKindEV_LINK: event.KindLink, bpfsensor.SensorVigilKindEV_SYMLINK: event.KindSymlink,
+		bpfsensor.SensorVigilKindEV_CHMOD: event.KindChmod, bpfsensor.SensorVigilKindEV_CONNECT: event.KindConnect,
+		bpfsensor.SensorVigilKindEV_ACCEPT: event.KindAccept, bpfsensor.SensorVigilKindEV_BIND: event.KindBind,
+		bpfsensor.SensorVigilKindEV_LISTEN: event.KindListen, bpfsensor.SensorVigilKindEV_PACKET_SOCKET: event.KindPacketSocket,
+		bpfsensor.SensorVigilKindEV_DUP_SOCKET: event.KindDupSocket, bpfsensor.SensorVigilKindEV_SETUID: event.KindSetuid,
+		bpfsensor.SensorVigilKindEV_SETGID: event.KindSetgid, bpfsensor.SensorVigilKindEV_CAPSET: event.KindCapset,
+		bpfsensor.SensorVigilKindEV_PTRACE: event.KindPtrace, bpfsensor.SensorVigilKindEV_MOUNT: event.KindMount,
+		bpfsensor.SensorVigilKindEV_UMOUNT: event.KindUmount, bpfsensor.SensorVigilKindEV_UNSHARE: event.KindUnshare,
+		bpfsensor.SensorVigilKindEV_SETNS: event.KindSetns, bpfsensor.SensorVigilKindEV_MODULE_LOAD: event.KindModuleLoad,
+		bpfsensor.SensorVigilKindEV_MEMFD: event.KindMemfd,
+	}
+	for k, want := range pairs {
+		if event.Kind(k) != want {
+			t.Errorf("kernel kind %d, event.Kind %v (%d)", k, want, want)
+		}
+	}
+	for _, k := range event.Kinds() {
+		if k >= event.KindAdmission {
+			continue
+		}
+		if _, ok := pairs[bpfsensor.SensorVigilKind(k)]; !ok {
+			t.Errorf("event kind %v has no kernel counterpart", k)
+		}
+	}
+	if int(bpfsensor.SensorVigilKindEV_KIND_MAX) <= int(event.KindMemfd) {
+		t.Errorf("EV_KIND_MAX %d does not cover every kind", bpfsensor.SensorVigilKindEV_KIND_MAX)
 	}
 }

@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	bpfsensor "github.com/vigilsec/vigil/bpf/sensor"
 	"github.com/vigilsec/vigil/guard/event"
 )
 
@@ -196,5 +197,122 @@ func TestFileNamespaceOps(t *testing.T) {
 		return e.Kind == event.KindChmod && e.Proc.PID == pid && e.File.Mode == 0o755
 	}); len(got) != 0 {
 		t.Errorf("chmod without setuid/setgid was reported")
+	}
+}
+
+// TestOpenVerdictCache checks that the kernel caches prefilter verdicts per
+// opened file, and that a rename invalidates them: a file moved under an
+// always-report prefix is reported on its next read even though its dentry,
+// mount and inode are unchanged.
+func TestOpenVerdictCache(t *testing.T) {
+	dir := fileTestDir(t)
+	vault := filepath.Join(dir, "vault")
+	if err := os.Mkdir(vault, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	x := filepath.Join(dir, "x")
+	if err := os.WriteFile(x, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(x, &st); err != nil {
+		t.Fatal(err)
+	}
+	c := startSensor(t, Config{Interest: []Interest{{Prefix: vault + "/", Mode: ReportAlways}}})
+	rdonly := strconv.Itoa(unix.O_RDONLY)
+
+	p1 := runHelper(t, dir, "open", x, rdonly)
+	c.waitExit(t, p1)
+	if got := c.all(ofPath(event.KindOpen, p1, x)); len(got) != 0 {
+		t.Fatalf("uninteresting open reported")
+	}
+	var k bpfsensor.SensorVerdictKey
+	var v bpfsensor.SensorVerdict
+	cached := false
+	for it := c.s.objs.Verdicts.Iterate(); it.Next(&k, &v); {
+		if k.Ino == st.Ino {
+			cached = true
+			if v.Want != 0 {
+				t.Errorf("cached verdict for %s wants %d, want 0", x, v.Want)
+			}
+		}
+	}
+	if !cached {
+		t.Fatalf("no cached verdict for inode %d", st.Ino)
+	}
+
+	// The rename is the test process's own, which is not reported but must
+	// still invalidate the cache.
+	moved := filepath.Join(vault, "x")
+	if err := os.Rename(x, moved); err != nil {
+		t.Fatal(err)
+	}
+	p2 := runHelper(t, dir, "open", moved, rdonly)
+	c.waitFor(t, "open of the moved file", ofPath(event.KindOpen, p2, moved))
+}
+
+// TestDeepPathIsMarkedAndReported opens a file 40 directories deep: the walk
+// keeps the deepest 32 components, marks the cut, and reports the open even
+// though no interest matches, because a cut path cannot be judged.
+func TestDeepPathIsMarkedAndReported(t *testing.T) {
+	dir := fileTestDir(t)
+	deep := dir
+	var parts []string
+	for range 40 {
+		deep = filepath.Join(deep, "d")
+		parts = append(parts, "d")
+	}
+	if err := os.MkdirAll(deep, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	leaf := filepath.Join(deep, "leaf")
+	if err := os.WriteFile(leaf, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	parts = append(parts, "leaf")
+	c := startSensor(t, Config{Interest: []Interest{{Prefix: "/nonexistent/", Mode: ReportAlways}}})
+	pid := runHelper(t, deep, "open", "leaf", strconv.Itoa(unix.O_RDONLY))
+	want := "…/" + filepath.Join(parts[len(parts)-32:]...)
+	e := c.waitFor(t, "deep open", ofPath(event.KindOpen, pid, want))
+	if e.Ret < 3 {
+		t.Errorf("ret %d", e.Ret)
+	}
+}
+
+// TestIgnoreSelf toggles the kernel's ignore list for the test process: its
+// opens are reported only while it is not ignored.
+func TestIgnoreSelf(t *testing.T) {
+	dir := fileTestDir(t)
+	c := startSensor(t, Config{Interest: []Interest{{Prefix: dir + "/", Mode: ReportAlways}}})
+	self := uint32(os.Getpid())
+	open := func(name string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := openLoop(p, 1); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	hidden1 := open("hidden1") // ignored by default (Config.ReportSelf false)
+	if err := c.s.Unignore(self); err != nil {
+		t.Fatal(err)
+	}
+	seen := open("seen")
+	c.waitFor(t, "own open while not ignored", ofPath(event.KindOpen, self, seen))
+	if err := c.s.Ignore(self); err != nil {
+		t.Fatal(err)
+	}
+	hidden2 := open("hidden2")
+	if err := c.s.Unignore(self); err != nil {
+		t.Fatal(err)
+	}
+	marker := open("marker")
+	c.waitFor(t, "marker", ofPath(event.KindOpen, self, marker))
+	for _, p := range []string{hidden1, hidden2} {
+		if got := c.all(ofPath(event.KindOpen, self, p)); len(got) != 0 {
+			t.Errorf("open of %s reported while ignored", p)
+		}
 	}
 }

@@ -2,11 +2,9 @@ package sensor
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -158,13 +156,3 @@ func ofPath(kind event.Kind, pid uint32, path string) func(*event.Event) bool {
 		return e.Kind == kind && e.Proc.PID == pid && e.File.Path == path
 	}
 }
-
-func errnoRet(err error) int64 {
-	var en interface{ Errno() uintptr }
-	if errors.As(err, &en) {
-		return -int64(en.Errno())
-	}
-	return 0
-}
-
-var _ = strings.Contains

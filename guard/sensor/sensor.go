@@ -8,8 +8,15 @@
 //
 // # Notes
 //
+// Bounds, all marked rather than silent: argv keeps at most 4095 bytes
+// (Process.ArgsTruncated); a path keeps its deepest 32 components (then it
+// starts with "…", and an open of it is always reported) and about 4 KiB
+// (then it ends with "…"); interest prefixes are at most 255 bytes. The guard's own process is not reported unless Config.ReportSelf.
+//
 // Syscall decoding follows the x86-64 table; 32-bit (ia32) syscalls are not
-// decoded and are counted in Stats.CompatSkipped instead.
+// decoded and are counted in Stats.CompatSkipped instead. Fork events of
+// ignored processes are ignored too (the parent is the actor), but their
+// children's exec and later activity are reported.
 package sensor
 
 import (
@@ -40,9 +47,21 @@ type Config struct {
 	// ReportSelf reports the calling process's own activity, which is
 	// otherwise ignored in the kernel so the guard does not watch itself.
 	ReportSelf bool
+	// WakeupBytes batches reader wakeups: the kernel wakes the reader only
+	// once this many bytes are waiting, and the reader polls every
+	// FlushInterval for the rest. Zero means 64 KiB (at most a quarter of
+	// the ring); a negative value wakes the reader for every record.
+	WakeupBytes int
+	// FlushInterval bounds how long a record may wait for the reader when
+	// wakeups are batched. Zero means 10ms.
+	FlushInterval time.Duration
 }
 
-const defaultRingBytes = 8 << 20
+const (
+	defaultRingBytes     = 8 << 20
+	defaultWakeupBytes   = 64 << 10
+	defaultFlushInterval = 10 * time.Millisecond
+)
 
 // ErrClosed is returned by Run after Close.
 var ErrClosed = errors.New("sensor closed")
@@ -53,15 +72,17 @@ type Sensor struct {
 	links    []link.Link
 	rd       *ringbuf.Reader
 	bootWall time.Time
+	flush    time.Duration
 
 	received     atomic.Uint64
 	decodeErrors atomic.Uint64
 	delivered    [event.KindMemfd + 1]atomic.Uint64
 
-	runMu     sync.Mutex
-	running   bool
-	closeOnce sync.Once
-	closeErr  error
+	interestMu sync.Mutex
+	runMu      sync.Mutex
+	running    bool
+	closeOnce  sync.Once
+	closeErr   error
 }
 
 // New loads the sensor programs, fills the prefilter and attaches every
@@ -89,8 +110,22 @@ func New(cfg Config) (*Sensor, error) {
 		return nil, fmt.Errorf("load sensor spec: %w", err)
 	}
 	spec.Maps["events"].MaxEntries = uint32(size)
+	wakeup := cfg.WakeupBytes
+	switch {
+	case wakeup == 0:
+		wakeup = min(defaultWakeupBytes, size/4)
+	case wakeup < 0:
+		wakeup = 0
+	}
+	if err := spec.Variables["wakeup_bytes"].Set(uint64(wakeup)); err != nil {
+		return nil, fmt.Errorf("set wakeup_bytes: %w", err)
+	}
+	flush := cfg.FlushInterval
+	if flush <= 0 {
+		flush = defaultFlushInterval
+	}
 
-	s := &Sensor{bootWall: BootWallClock()}
+	s := &Sensor{bootWall: BootWallClock(), flush: flush}
 	if err := spec.LoadAndAssign(&s.objs, nil); err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
@@ -167,6 +202,8 @@ func (s *Sensor) Unignore(tgid uint32) error {
 // SetInterest replaces the open prefilter. New entries are added before
 // stale ones are removed, so no path is unwatched during the change.
 func (s *Sensor) SetInterest(list []Interest) error {
+	s.interestMu.Lock()
+	defer s.interestMu.Unlock()
 	want := make(map[bpfsensor.SensorInterestKey]uint32, len(list))
 	for _, in := range list {
 		k, err := interestKey(in)
@@ -197,6 +234,15 @@ func (s *Sensor) SetInterest(list []Interest) error {
 			return fmt.Errorf("remove interest: %w", err)
 		}
 	}
+	// Invalidate the kernel's cached open verdicts (see `verdicts` in
+	// bpf/sensor/sensor.h). Slot 1 of ns_gen belongs to userspace.
+	var gen uint64
+	if err := s.objs.NsGen.Lookup(uint32(1), &gen); err != nil {
+		return fmt.Errorf("read interest generation: %w", err)
+	}
+	if err := s.objs.NsGen.Put(uint32(1), gen+1); err != nil {
+		return fmt.Errorf("bump interest generation: %w", err)
+	}
 	return nil
 }
 
@@ -217,23 +263,26 @@ func (s *Sensor) Run(ctx context.Context, fn func(*event.Event)) error {
 		s.runMu.Unlock()
 	}()
 
-	// Wake the blocking read when ctx ends: a deadline in the past makes
-	// Read return os.ErrDeadlineExceeded.
-	stop := context.AfterFunc(ctx, func() { s.rd.SetDeadline(time.Unix(1, 0)) })
+	// Wake the blocking read when ctx ends. Flush needs no lock, unlike
+	// SetDeadline, which waits for a blocked read to return.
+	stop := context.AfterFunc(ctx, func() { s.rd.Flush() })
 	defer stop()
 
 	dec := NewDecoder(s.bootWall)
 	var rec ringbuf.Record
+	// The deadline is the poll timer for records that did not wake us (see
+	// Config.WakeupBytes); only this goroutine sets it.
+	s.rd.SetDeadline(time.Now().Add(s.flush))
 	for {
 		if err := s.rd.ReadInto(&rec); err != nil {
 			switch {
-			case errors.Is(err, ringbuf.ErrClosed):
+			case errors.Is(err, os.ErrClosed), errors.Is(err, ringbuf.ErrClosed):
 				return ErrClosed
-			case errors.Is(err, os.ErrDeadlineExceeded):
-				s.rd.SetDeadline(time.Time{})
+			case errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, ringbuf.ErrFlushed):
 				if ctx.Err() != nil {
 					return nil
 				}
+				s.rd.SetDeadline(time.Now().Add(s.flush))
 				continue
 			}
 			return fmt.Errorf("read ring buffer: %w", err)
@@ -266,6 +315,10 @@ type Stats struct {
 	DroppedPerCPU []uint64
 	// Dropped is the total of DroppedPerCPU.
 	Dropped uint64
+	// DroppedByCgroup charges drops to the cgroup id (Process.CgroupID) of
+	// the task whose record was lost, so they can be charged to a
+	// workload. It keeps the 4096 most recent cgroups.
+	DroppedByCgroup map[uint64]uint64
 	// CompatSkipped counts 32-bit syscalls that were not decoded.
 	CompatSkipped uint64
 	// Received counts records read from the ring buffer; DecodeErrors the
@@ -303,6 +356,15 @@ func (s *Sensor) Stats() (Stats, error) {
 	}
 	if err := it.Err(); err != nil {
 		return st, fmt.Errorf("read counters: %w", err)
+	}
+	st.DroppedByCgroup = map[uint64]uint64{}
+	var cg, n uint64
+	cit := s.objs.CgroupDrops.Iterate()
+	for cit.Next(&cg, &n) {
+		st.DroppedByCgroup[cg] = n
+	}
+	if err := cit.Err(); err != nil {
+		return st, fmt.Errorf("read cgroup drops: %w", err)
 	}
 	st.Received = s.received.Load()
 	st.DecodeErrors = s.decodeErrors.Load()
