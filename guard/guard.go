@@ -423,14 +423,18 @@ func (g *Guard) onVerdict(e *event.Event, v *rules.Verdict) {
 	}
 	w := workloadOf(e)
 	mode := g.modes.Mode(w.Namespace, w.Name, name)
-	if mode == alert.ModeOff || v.Action == alert.ActionAllow {
+	action := v.Action
+	if s, ok := g.cfg.Actions[name]; ok {
+		action, _ = config.ParseAction(s)
+	}
+	if mode == alert.ModeOff || action == alert.ActionAllow {
 		return
 	}
 	a := &alert.Alert{
 		Time: e.Time, Rule: name, Priority: v.Priority, Message: v.Message, Tags: tags,
-		Source: "rule", Mode: mode, Action: v.Action, Fields: v.FieldValues(e), Event: e,
+		Source: "rule", Mode: mode, Action: action, Fields: v.FieldValues(e), Event: e,
 	}
-	if v.Action == alert.ActionKill || v.Action == alert.ActionBlock {
+	if action == alert.ActionKill || action == alert.ActionBlock {
 		g.act(a, w, e)
 	}
 	g.emit(a)

@@ -84,10 +84,15 @@ type Config struct {
 	// mode to start, e.g. ["lsm"]. Without them the guard refuses to start
 	// rather than degrade silently.
 	Require []string `json:"require,omitempty"`
-	// Modes sets modes per namespace, workload ("ns/Kind/name") and rule.
-	// The most specific setting wins: rule+workload > workload > namespace
-	// > rule > default.
+	// Modes sets modes per namespace, workload ("ns/Kind/name", or
+	// "ns/container" outside Kubernetes) and rule ("rule", or
+	// "ns/Kind/name:rule"). The most specific setting wins:
+	// workload+rule > rule > workload > namespace > environment preset.
 	Modes Modes `json:"modes,omitempty"`
+	// Actions override a rule's own default action by rule name: "kill",
+	// "block", "alert" or "allow". A floor rule such as "Terminal shell in
+	// container" is shipped as an alert; production sets it to kill here.
+	Actions map[string]string `json:"actions,omitempty"`
 	// SystemNamespaces are never acted upon (alerts only).
 	SystemNamespaces []string `json:"systemNamespaces,omitempty"`
 	// FailClosed pins the enforcement programs in bpffs so they keep
@@ -226,6 +231,21 @@ func Parse(b []byte, cfg *Config) error {
 	return cfg.Validate()
 }
 
+// ParseAction parses a verdict action name.
+func ParseAction(s string) (alert.Action, error) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "allow":
+		return alert.ActionAllow, nil
+	case "alert":
+		return alert.ActionAlert, nil
+	case "kill":
+		return alert.ActionKill, nil
+	case "block":
+		return alert.ActionBlock, nil
+	}
+	return alert.ActionAlert, fmt.Errorf("unknown action %q (want allow, alert, kill or block)", s)
+}
+
 // ErrInvalid wraps every validation failure.
 var ErrInvalid = errors.New("invalid config")
 
@@ -267,9 +287,14 @@ func (c *Config) Validate() error {
 			if _, err := alert.ParseMode(string(v)); err != nil {
 				bad("modes.%s[%q]: %v", scope, k, err)
 			}
-			if scope == "workloads" && strings.Count(k, "/") != 2 {
-				bad("modes.workloads[%q]: want namespace/Kind/name", k)
+			if scope == "workloads" && !strings.Contains(k, "/") {
+				bad("modes.workloads[%q]: want namespace/workload, e.g. shop/Deployment/web", k)
 			}
+		}
+	}
+	for rule, a := range c.Actions {
+		if _, err := ParseAction(a); err != nil {
+			bad("actions[%q]: %v", rule, err)
 		}
 	}
 	for name, pin := range c.Rules.Pins {

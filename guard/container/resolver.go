@@ -103,8 +103,16 @@ type Record struct {
 	rechecks  atomic.Int32
 }
 
-// hostRechecks is how many times a host-looking record is rebuilt.
-const hostRechecks = 4
+// hostRechecks is how many times a host-looking record is rebuilt, and
+// firstRecheck the delay before the first time; each later delay doubles.
+// Plain runc writes its state file only after the container's init runs, so
+// the first events of a new container look like host events: rechecking
+// after 10, 20, 40 ... ms (about 10 s in all) attributes a `runc exec`
+// arriving a few milliseconds later to its container.
+const (
+	hostRechecks = 10
+	firstRecheck = 10 * time.Millisecond
+)
 
 // Metadata returns the container's runtime metadata once the background
 // lookup has completed.
@@ -150,6 +158,8 @@ type Resolver struct {
 
 	scanMu   sync.Mutex // serialises rescans
 	lastScan atomic.Int64
+	// lastStateScan rate-limits the cheap state-roots-only scan rechecks use.
+	lastStateScan atomic.Int64
 
 	queue     chan *metaEntry
 	ctx       context.Context // cancelled by Close, parent of lookups
@@ -296,9 +306,7 @@ func (r *Resolver) recheck(rec *Record) *Record {
 	if now < rec.recheckAt.Load() {
 		return rec
 	}
-	if err := r.rescan(false); err != nil && !errors.Is(err, errRateLimited) {
-		return rec
-	}
+	r.rescanStates()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if cur := r.records[rec.CgroupID]; cur != rec {
@@ -309,7 +317,10 @@ func (r *Resolver) recheck(rec *Record) *Record {
 	}
 	fresh := r.buildLocked(rec.CgroupID, rec.Path)
 	if !fresh.IsContainer() {
-		fresh.rechecks.Store(rec.rechecks.Load() - 1)
+		left := rec.rechecks.Load() - 1
+		fresh.rechecks.Store(left)
+		delay := firstRecheck << (hostRechecks - left)
+		fresh.recheckAt.Store(r.cfg.Now().Add(delay).UnixNano())
 	}
 	r.records[rec.CgroupID] = fresh
 	return fresh
@@ -381,9 +392,9 @@ func (r *Resolver) buildLocked(id uint64, path string) *Record {
 			rec.Runtime, rec.Namespace = st.Runtime, st.Namespace
 		}
 	}
-	if !rec.IsContainer() {
+	if !rec.IsContainer() && path != "/" {
 		rec.rechecks.Store(hostRechecks)
-		rec.recheckAt.Store(r.cfg.Now().Add(r.cfg.MinRescan).UnixNano())
+		rec.recheckAt.Store(r.cfg.Now().Add(firstRecheck).UnixNano())
 	}
 	if rec.IsContainer() {
 		me := r.metas[rec.ID]
@@ -452,6 +463,30 @@ func (r *Resolver) rescan(force bool) error {
 }
 
 var errRateLimited = errors.New("rescan rate-limited")
+
+// rescanStates re-reads only the runc state roots (no cgroup walk), at most
+// once per firstRecheck: cheap enough for rechecking young host-looking
+// cgroups, which is how plain runc containers get attributed.
+func (r *Resolver) rescanStates() {
+	now := r.cfg.Now().UnixNano()
+	last := r.lastStateScan.Load()
+	if now-last < int64(firstRecheck) || !r.lastStateScan.CompareAndSwap(last, now) {
+		return
+	}
+	entries, bad := scanStateRoots(r.cfg.StateRoots, r.cfg.Cgroup2Root)
+	r.stats.badState.Add(uint64(bad))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	states := make(map[string]stateEntry, len(entries))
+	stateID := make(map[string]stateEntry, len(entries))
+	for _, e := range entries {
+		if e.CgroupPath != "" {
+			states[e.CgroupPath] = e
+		}
+		stateID[e.ID] = e
+	}
+	r.states, r.stateID = states, stateID
+}
 
 // request queues a metadata lookup for me unless one is queued, done, or
 // failed recently.
