@@ -465,3 +465,13 @@ type fasthttpLogger struct{ l *slog.Logger }
 func (f fasthttpLogger) Printf(format string, args ...any) {
 	f.l.Debug(fmt.Sprintf(format, args...))
 }
+
+// Run serves cfg until ctx is done: the body of `vigil webhook`.
+func Run(ctx context.Context, cfg Config) error {
+	s, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return s.Serve(ctx)
+}
