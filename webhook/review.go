@@ -191,12 +191,13 @@ func (s *Server) review(req *admissionv1.AdmissionRequest, now time.Time) (outco
 		return o, nil
 	}
 	res, err := s.store.Record(store.Rollout{
-		Workload:   profile.WorkloadKey{Namespace: ns, Workload: tmpl.Workload},
-		Revision:   tmpl.Revision,
-		User:       req.UserInfo.Username,
-		Now:        now,
-		Window:     s.cfg.WindowDuration,
-		Controller: kind != "Pod",
+		Workload:     profile.WorkloadKey{Namespace: ns, Workload: tmpl.Workload},
+		Revision:     tmpl.Revision,
+		User:         req.UserInfo.Username,
+		Now:          now,
+		Window:       s.cfg.WindowDuration,
+		Controller:   kind != "Pod",
+		FollowLatest: kind == "Pod" && tmpl.Controlled && !tmpl.RevisionFromController,
 		Derive: func() (map[string]string, []profile.Expected) {
 			return tmpl.Aspects(), tmpl.Expected(ns, now)
 		},
