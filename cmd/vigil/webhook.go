@@ -34,8 +34,9 @@ type webhookFlags struct {
 	verbose            bool
 }
 
-func newWebhookCmd() *cobra.Command {
-	var f webhookFlags
+func newWebhookCmd() *cobra.Command { return newWebhookCmdWith(&webhookFlags{}) }
+
+func newWebhookCmdWith(f *webhookFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "webhook",
 		Short: "Run the validating admission webhook (Pod Security Standards, expected-behavior baselines, release windows)",
