@@ -96,8 +96,8 @@ func TestEnforceAuditAndRecordOverTLS(t *testing.T) {
 
 	// A pod of the new ReplicaSet (named and labelled by the pod-template
 	// hash) maps back to the Deployment's recorded revision and adds
-	// nothing. That our hash equals kube-controller-manager's is checked
-	// only against a real cluster (not here).
+	// nothing. (object's TestPodTemplateHashMatchesController pins the hash
+	// to kube-controller-manager's.)
 	rev := ps[0].Key.Revision
 	pod := fmt.Sprintf(`{"metadata":{"name":"web-%[1]s-x1","namespace":"prod","labels":{"app":"web","pod-template-hash":"%[1]s"},
 	  "ownerReferences":[{"apiVersion":"apps/v1","kind":"ReplicaSet","name":"web-%[1]s","uid":"u","controller":true}]},
