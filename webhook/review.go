@@ -96,6 +96,7 @@ type outcome struct {
 	verdict    Verdict
 	violations []pss.Violation
 	audit      *AuditRecord
+	ruleAudit  *AuditRecord // a rule engine failure, next to any violation record
 	window     *profile.ReleaseWindow
 	recorded   bool
 	storeErr   error
@@ -156,6 +157,9 @@ func (s *Server) review(req *admissionv1.AdmissionRequest, now time.Time) (outco
 		a.User, a.Groups, a.DryRun, a.UID = req.UserInfo.Username, req.UserInfo.Groups, dryRun, string(req.UID)
 		tmpl.Flatten(&a)
 		o.violations = pss.Check(mode.Level, &a.Pod)
+		if s.cfg.Rules != nil {
+			o.violations = append(o.violations, s.evalRules(&a, &o, dryRun)...)
+		}
 	}
 	if len(o.violations) > 0 {
 		summary := pss.Summary(o.violations)
@@ -187,12 +191,13 @@ func (s *Server) review(req *admissionv1.AdmissionRequest, now time.Time) (outco
 		return o, nil
 	}
 	res, err := s.store.Record(store.Rollout{
-		Workload:   profile.WorkloadKey{Namespace: ns, Workload: tmpl.Workload},
-		Revision:   tmpl.Revision,
-		User:       req.UserInfo.Username,
-		Now:        now,
-		Window:     s.cfg.WindowDuration,
-		Controller: kind != "Pod",
+		Workload:     profile.WorkloadKey{Namespace: ns, Workload: tmpl.Workload},
+		Revision:     tmpl.Revision,
+		User:         req.UserInfo.Username,
+		Now:          now,
+		Window:       s.cfg.WindowDuration,
+		Controller:   kind != "Pod",
+		FollowLatest: kind == "Pod" && tmpl.Controlled && !tmpl.RevisionFromController,
 		Derive: func() (map[string]string, []profile.Expected) {
 			return tmpl.Aspects(), tmpl.Expected(ns, now)
 		},
@@ -211,6 +216,29 @@ func (s *Server) decodeObject(kind string, raw []byte) (t *object.Template, err 
 		}
 	}()
 	return object.DecodeWith(s.unmarshal, kind, raw)
+}
+
+// evalRules runs the configured admission rules on the wire encoding of a.
+func (s *Server) evalRules(a *event.Admission, o *outcome, dryRun bool) []pss.Violation {
+	wire, err := event.AppendAdmission(nil, a)
+	var results []RuleResult
+	if err == nil {
+		results, err = s.cfg.Rules.EvaluateAdmission(wire)
+	}
+	if err != nil {
+		s.metrics.ruleErrors.Inc()
+		if !dryRun {
+			o.ruleAudit = &AuditRecord{Reason: "rule_error", Detail: err.Error()}
+		}
+		return nil
+	}
+	var out []pss.Violation
+	for _, r := range results {
+		if r.Deny {
+			out = append(out, pss.Violation{Check: "rule:" + r.Rule, Reason: r.Rule, Detail: r.Message})
+		}
+	}
+	return out
 }
 
 func displayName(req *admissionv1.AdmissionRequest, t *object.Template) string {

@@ -58,6 +58,9 @@ type Config struct {
 	// Concurrency caps requests served at once (default 4096).
 	Concurrency int
 
+	// Rules, when set, evaluates Wasm admission rules after the PSS checks.
+	Rules AdmissionRules
+
 	// AuditLog receives one JSON line per audit record; nil discards.
 	AuditLog io.Writer
 	// Logger for operational messages; nil discards.
@@ -281,7 +284,10 @@ func (s *Server) Review(body []byte) (code int, resp []byte, kind, op string, ve
 		s.cfg.Logger.Info("release window", "namespace", w.Workload.Namespace, "workload", w.Workload.Workload,
 			"revision", w.Revision, "prev", w.PrevRevision, "changed", w.Changed, "user", w.User)
 	}
-	if a := o.audit; a != nil {
+	for _, a := range []*AuditRecord{o.ruleAudit, o.audit} {
+		if a == nil {
+			continue
+		}
 		a.Time, a.UID, a.Kind, a.Namespace, a.Name, a.Operation = now, string(req.UID), kind, req.Namespace, req.Name, op
 		a.User, a.Verdict = req.UserInfo.Username, o.verdict
 		s.writeAudit(a)
@@ -394,6 +400,7 @@ type metrics struct {
 	audits       *prometheus.CounterVec
 	auditErrors  prometheus.Counter
 	storeErrors  prometheus.Counter
+	ruleErrors   prometheus.Counter
 	revisions    prometheus.Counter
 	windows      prometheus.Counter
 	handler      fasthttp.RequestHandler
@@ -425,6 +432,9 @@ func newMetrics() *metrics {
 		storeErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vigil_webhook_store_errors_total", Help: "Rollouts that could not be recorded (admission was not affected).",
 		}),
+		ruleErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vigil_webhook_rule_errors_total", Help: "Admission rule evaluations that failed (the request was allowed).",
+		}),
 		revisions: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vigil_webhook_recorded_revisions_total", Help: "New workload revisions recorded as expected behavior.",
 		}),
@@ -432,7 +442,7 @@ func newMetrics() *metrics {
 			Name: "vigil_webhook_release_windows_total", Help: "Release windows opened.",
 		}),
 	}
-	reg.MustRegister(m.requests, m.latency, m.denials, m.decodeErrors, m.audits, m.auditErrors, m.storeErrors,
+	reg.MustRegister(m.requests, m.latency, m.denials, m.decodeErrors, m.audits, m.auditErrors, m.storeErrors, m.ruleErrors,
 		m.revisions, m.windows, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	m.handler = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return m
@@ -464,4 +474,14 @@ type fasthttpLogger struct{ l *slog.Logger }
 
 func (f fasthttpLogger) Printf(format string, args ...any) {
 	f.l.Debug(fmt.Sprintf(format, args...))
+}
+
+// Run serves cfg until ctx is done: the body of `vigil webhook`.
+func Run(ctx context.Context, cfg Config) error {
+	s, err := New(cfg)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	return s.Serve(ctx)
 }

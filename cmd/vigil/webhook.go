@@ -1,19 +1,150 @@
 package main
 
 import (
-	"errors"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/vigilsec/vigil/webhook"
 )
 
-// newWebhookCmd is a placeholder until its issue lands; it refuses to run
-// rather than pretend.
-func newWebhookCmd() *cobra.Command {
-	return &cobra.Command{
+type webhookFlags struct {
+	addr, cert, key    string
+	selfSigned         bool
+	selfSignedDir      string
+	selfSignedHosts    []string
+	store              string
+	window             time.Duration
+	defaultMode        string
+	namespaceModes     []string
+	namespaceModesFile string
+	auditLog           string
+	readTimeout        time.Duration
+	writeTimeout       time.Duration
+	idleTimeout        time.Duration
+	maxBody            int
+	concurrency        int
+	verbose            bool
+}
+
+func newWebhookCmd() *cobra.Command { return newWebhookCmdWith(&webhookFlags{}) }
+
+func newWebhookCmdWith(f *webhookFlags) *cobra.Command {
+	cmd := &cobra.Command{
 		Use:   "webhook",
-		Short: "(not built yet)",
-		RunE: func(*cobra.Command, []string) error {
-			return errors.New("webhook: not built yet")
+		Short: "Run the validating admission webhook (Pod Security Standards, expected-behavior baselines, release windows)",
+		Long: `Serves admission.k8s.io/v1 AdmissionReviews over TLS on /validate for Pods and
+pod-template owners, applies the Pod Security Standards per namespace mode,
+records each admitted revision's expected behavior and opens release windows.
+Guards read them from /v1/profiles and /v1/windows. See webhook/README.md.`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := f.config()
+			if err != nil {
+				return err
+			}
+			return runWebhook(cmd.Context(), cfg)
 		},
 	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.addr, "addr", ":8443", "TLS listen address")
+	fl.StringVar(&f.cert, "tls-cert", "", "serving certificate (PEM)")
+	fl.StringVar(&f.key, "tls-key", "", "serving key (PEM)")
+	fl.BoolVar(&f.selfSigned, "self-signed", false, "generate a CA and serving certificate (development); writes ca.crt, tls.crt, tls.key to --self-signed-dir")
+	fl.StringVar(&f.selfSignedDir, "self-signed-dir", "vigil-webhook-tls", "where --self-signed writes its files")
+	fl.StringSliceVar(&f.selfSignedHosts, "self-signed-hosts", []string{"localhost", "127.0.0.1", "vigil-webhook.vigil-system.svc"}, "DNS names and IPs of the generated certificate")
+	fl.StringVar(&f.store, "store", "vigil-webhook.db", "bbolt file holding profiles and release windows")
+	fl.DurationVar(&f.window, "release-window", 30*time.Minute, "how long a rollout's release window stays open")
+	fl.StringVar(&f.defaultMode, "default-mode", "audit:baseline", "mode of namespaces without a configured or labelled one: enforce[:level], audit[:level] or off")
+	fl.StringSliceVar(&f.namespaceModes, "namespace-mode", nil, "namespace=mode pins, e.g. prod=enforce:restricted (repeatable; win over namespace labels)")
+	fl.StringVar(&f.namespaceModesFile, "namespace-modes-file", "", "file of namespace=mode lines")
+	fl.StringVar(&f.auditLog, "audit-log", "-", "audit records as JSON lines: a file path, or - for stdout")
+	fl.DurationVar(&f.readTimeout, "read-timeout", 5*time.Second, "time to read one request, TLS handshake included")
+	fl.DurationVar(&f.writeTimeout, "write-timeout", 5*time.Second, "time to write one response")
+	fl.DurationVar(&f.idleTimeout, "idle-timeout", 90*time.Second, "keep-alive idle limit")
+	fl.IntVar(&f.maxBody, "max-body-bytes", 6<<20, "largest AdmissionReview accepted (413 above)")
+	fl.IntVar(&f.concurrency, "concurrency", 4096, "requests served at once")
+	fl.BoolVar(&f.verbose, "verbose", false, "debug logging")
+	return cmd
+}
+
+// runWebhookCfg is everything runWebhook needs, flags already parsed.
+type runWebhookCfg struct {
+	server     webhook.Config
+	selfSigned bool
+	dir        string
+	hosts      []string
+	auditPath  string
+}
+
+func (f *webhookFlags) config() (runWebhookCfg, error) {
+	var c runWebhookCfg
+	def, err := webhook.ParseMode(f.defaultMode)
+	if err != nil {
+		return c, fmt.Errorf("--default-mode: %w", err)
+	}
+	modes := map[string]webhook.Mode{}
+	if f.namespaceModesFile != "" {
+		fh, err := os.Open(f.namespaceModesFile)
+		if err != nil {
+			return c, err
+		}
+		modes, err = webhook.ParseNamespaceModes(fh)
+		fh.Close()
+		if err != nil {
+			return c, fmt.Errorf("%s: %w", f.namespaceModesFile, err)
+		}
+	}
+	pins, err := webhook.ParseNamespaceModes(strings.NewReader(strings.Join(f.namespaceModes, "\n")))
+	if err != nil {
+		return c, fmt.Errorf("--namespace-mode: %w", err)
+	}
+	for ns, m := range pins {
+		modes[ns] = m
+	}
+	if !f.selfSigned && (f.cert == "" || f.key == "") {
+		return c, fmt.Errorf("TLS only: give --tls-cert and --tls-key, or --self-signed")
+	}
+	level := slog.LevelInfo
+	if f.verbose {
+		level = slog.LevelDebug
+	}
+	c.server = webhook.Config{
+		Addr: f.addr, CertFile: f.cert, KeyFile: f.key, StorePath: f.store,
+		WindowDuration: f.window, DefaultMode: def, NamespaceModes: modes,
+		ReadTimeout: f.readTimeout, WriteTimeout: f.writeTimeout, IdleTimeout: f.idleTimeout,
+		MaxBodyBytes: f.maxBody, Concurrency: f.concurrency,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+	}
+	c.selfSigned, c.dir, c.hosts, c.auditPath = f.selfSigned, f.selfSignedDir, f.selfSignedHosts, f.auditLog
+	return c, nil
+}
+
+func runWebhook(ctx context.Context, c runWebhookCfg) error {
+	if c.selfSigned {
+		certs, err := webhook.GenerateSelfSigned(c.dir, c.hosts, time.Now())
+		if err != nil {
+			return err
+		}
+		c.server.CertFile, c.server.KeyFile = certs.CertFile, certs.KeyFile
+		abs, _ := filepath.Abs(certs.CAFile)
+		c.server.Logger.Info("self-signed certificate written", "ca", abs)
+	}
+	var audit io.Writer = os.Stdout
+	if c.auditPath != "-" {
+		fh, err := os.OpenFile(c.auditPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			return fmt.Errorf("audit log: %w", err)
+		}
+		defer fh.Close()
+		audit = fh
+	}
+	c.server.AuditLog = audit
+	return webhook.Run(ctx, c.server)
 }

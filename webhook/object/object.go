@@ -40,6 +40,15 @@ type Template struct {
 	// revision (see Decode).
 	Workload string
 	Revision string
+	// Controlled is set when a controller owns the object (a pod of a
+	// ReplicaSet, StatefulSet, DaemonSet or Job; a ReplicaSet of a
+	// Deployment; a Job of a CronJob).
+	Controlled bool
+	// RevisionFromController is set when Revision is the controller's own
+	// (a pod-template-hash label); clear when it was hashed here from a
+	// pod the controller has already decorated with its own labels, so it
+	// cannot match the revision recorded for the controller.
+	RevisionFromController bool
 }
 
 // Kinds lists the kinds Decode understands.
@@ -117,9 +126,11 @@ func DecodeWith(unmarshal Unmarshal, kind string, raw []byte) (*Template, error)
 		return nil, fmt.Errorf("%w: %q", ErrUnknownKind, kind)
 	}
 	t.Workload = topOwner(kind, &t.Meta)
+	t.Controlled = controllerOf(&t.Meta) != nil
 	if t.Revision == "" {
 		if h := t.PodMeta.Labels[appsv1.DefaultDeploymentUniqueLabelKey]; h != "" && (kind == "Pod" || kind == "ReplicaSet") {
 			t.Revision = h
+			t.RevisionFromController = true
 		} else {
 			t.Revision = stableHash(t.PodMeta, t.Spec)
 		}

@@ -10,7 +10,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/vigilsec/vigil/guard/event"
-	"github.com/vigilsec/vigil/internal/corpora"
+	"github.com/vigilsec/vigil/webhook/internal/corpora"
 	"github.com/vigilsec/vigil/webhook/object"
 	"github.com/vigilsec/vigil/webhook/pss"
 )

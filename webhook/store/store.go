@@ -108,6 +108,12 @@ type Rollout struct {
 	// during a rollout) is not a release, a controller moving back to a
 	// known revision (a rollback) is.
 	Controller bool
+	// FollowLatest is set for a controller's pod whose revision could not
+	// be tied to the controller's (StatefulSet, DaemonSet and Job pods carry
+	// labels their template lacks): such a pod belongs to whatever the
+	// controller was last admitted with, and is recorded only when the
+	// workload is not known at all (the webhook came up after it).
+	FollowLatest bool
 	// Derive, when set, computes Aspects and Profiles; it is called only
 	// when the revision is new to the workload, so the common case pays
 	// for neither.
@@ -129,7 +135,7 @@ type Result struct {
 func (s *Store) Record(r Rollout) (Result, error) {
 	s.mu.RLock()
 	st, ok := s.workloads[r.Workload]
-	unchanged := ok && (st.Latest == r.Revision || (!r.Controller && st.Known[r.Revision]))
+	unchanged := ok && (r.FollowLatest || st.Latest == r.Revision || (!r.Controller && st.Known[r.Revision]))
 	closed := s.closed
 	s.mu.RUnlock()
 	if closed {
@@ -147,7 +153,7 @@ func (s *Store) Record(r Rollout) (Result, error) {
 		return Result{}, ErrClosed
 	}
 	st, ok = s.workloads[r.Workload]
-	if ok && (st.Latest == r.Revision || (!r.Controller && st.Known[r.Revision])) {
+	if ok && (r.FollowLatest || st.Latest == r.Revision || (!r.Controller && st.Known[r.Revision])) {
 		return Result{}, nil
 	}
 	if r.Derive != nil {
