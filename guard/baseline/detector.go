@@ -53,6 +53,12 @@ type Config struct {
 	// MaxDeviations bounds open deviations kept for deduplication (10000);
 	// beyond it new deviations are dropped and counted.
 	MaxDeviations int
+	// KeepRevisions is how many revisions per workload container keep a
+	// profile (3); older ones without running containers are deleted.
+	KeepRevisions int
+	// DeviationTTL is how long a deviation that stopped recurring is kept
+	// for deduplication (24h); a recurrence after that alerts afresh.
+	DeviationTTL time.Duration
 	// Weights are the scoring constants (DefaultWeights).
 	Weights *Weights
 }
@@ -71,6 +77,10 @@ func (c Config) withDefaults() Config {
 	def(&c.RevisionGrace, 48*time.Hour)
 	def(&c.ComboWindow, 15*time.Minute)
 	def(&c.FlushEvery, 30*time.Second)
+	def(&c.DeviationTTL, 24*time.Hour)
+	if c.KeepRevisions == 0 {
+		c.KeepRevisions = 3
+	}
 	if c.Location == nil {
 		c.Location = time.UTC
 	}
@@ -112,6 +122,8 @@ type Stats struct {
 	Repeats    uint64 // repeats folded into an existing deviation
 	Dropped    uint64 // deviations dropped because MaxDeviations was reached
 	FlushErr   uint64 // failed store writes
+	Pruned     uint64 // old revisions' profiles deleted
+	Expired    uint64 // deviations forgotten after DeviationTTL
 }
 
 // Summary describes one profile for listings.
@@ -186,6 +198,19 @@ type instance struct {
 	streak  [numRates]int
 	lastAno [numRates]time.Time
 	last    time.Time
+	// sampleAt is the count at which the current minute becomes
+	// anomalous; the event that reaches it is kept as the rate's evidence.
+	sampleAt [numRates]uint32
+	sample   [numRates]*event.Event
+}
+
+// count bumps rate r and keeps the event that made the minute anomalous.
+func (in *instance) count(r int, ev *event.Event) {
+	in.counts[r]++
+	if in.counts[r] == in.sampleAt[r] {
+		c := *ev
+		in.sample[r] = &c
+	}
 }
 
 // New returns a detector that keeps its profiles in store (nil for memory
@@ -306,7 +331,46 @@ func (d *Detector) profileFor(k profile.Key, t time.Time) *Profile {
 	}
 	d.profs[k] = p
 	d.dirty[k] = struct{}{}
+	d.prune(k)
 	return p
+}
+
+// prune deletes the oldest revisions of k's workload container beyond
+// KeepRevisions, except revisions that still have running containers.
+func (d *Detector) prune(k profile.Key) {
+	var revs []*Profile
+	for _, q := range d.profs {
+		if q.Key.Namespace == k.Namespace && q.Key.Workload == k.Workload && q.Key.Container == k.Container {
+			revs = append(revs, q)
+		}
+	}
+	if len(revs) <= d.cfg.KeepRevisions {
+		return
+	}
+	running := map[profile.Key]bool{}
+	for _, in := range d.insts {
+		running[in.key] = true
+	}
+	sort.Slice(revs, func(i, j int) bool { return revs[i].Created.After(revs[j].Created) })
+	for _, q := range revs[d.cfg.KeepRevisions:] {
+		if running[q.Key] || q.Key == k {
+			continue
+		}
+		delete(d.profs, q.Key)
+		delete(d.dirty, q.Key)
+		for dk := range d.devs {
+			if dk.key == q.Key {
+				delete(d.devs, dk)
+			}
+		}
+		if d.store != nil {
+			if err := d.store.Delete(q.Key); err != nil {
+				d.stats.FlushErr++
+				d.flushErr = err
+			}
+		}
+		d.stats.Pruned++
+	}
 }
 
 const (
@@ -352,9 +416,9 @@ func (d *Detector) Observe(ev *event.Event) []alert.Alert {
 
 	switch ev.Kind {
 	case event.KindFork:
-		in.counts[rateFork]++
+		in.count(rateFork, ev)
 	case event.KindExec:
-		in.counts[rateExec]++
+		in.count(rateExec, ev)
 		exe := ev.Proc.Exe
 		if exe == "" && len(ev.Proc.Args) > 0 {
 			exe = ev.Proc.Args[0]
@@ -385,7 +449,7 @@ func (d *Detector) Observe(ev *event.Event) []alert.Alert {
 			}
 		}
 	case event.KindOpen:
-		in.counts[rateOpen]++
+		in.count(rateOpen, ev)
 		fp := ev.File.Path
 		if fp == "" {
 			break
@@ -413,7 +477,7 @@ func (d *Detector) Observe(ev *event.Event) []alert.Alert {
 			}
 		}
 	case event.KindConnect:
-		in.counts[rateConnect]++
+		in.count(rateConnect, ev)
 		dst := ev.Net.Dst
 		if !dst.IsValid() || dst.Addr().IsUnspecified() {
 			break
@@ -618,6 +682,13 @@ func (d *Detector) rollover(out []alert.Alert, in *instance, p *Profile, t time.
 			p.Rates[r].Add(0)
 		}
 	}
+	for r := 0; r < numRates; r++ {
+		in.sample[r] = nil
+		in.sampleAt[r] = 0
+		if p.State != StateLearning && p.Rates[r].N >= d.cfg.MinRateMinutes {
+			in.sampleAt[r] = uint32(p.Rates[r].Threshold(d.cfg.RateFloor, d.cfg.RateK)) + 1
+		}
+	}
 	in.counts = [numRates]uint32{}
 	in.minute = m
 	d.dirty[p.Key] = struct{}{}
@@ -633,9 +704,12 @@ func (d *Detector) rateDeviation(out []alert.Alert, p *Profile, in *instance, r 
 			d.stats.Dropped++
 			return out
 		}
-		dv = &deviation{b: b, first: t.Add(-time.Minute)}
+		dv = &deviation{b: b, first: t.Add(-time.Minute), ev: in.sample[r]}
 		d.devs[dk] = dv
 		d.stats.Deviations++
+	}
+	if dv.ev == nil {
+		dv.ev = in.sample[r]
 	}
 	dist := &p.Rates[r]
 	dv.count++
@@ -669,6 +743,12 @@ func (d *Detector) Tick(now time.Time) []alert.Alert {
 		}
 	}
 	out = d.combos(out, now)
+	for dk, dv := range d.devs {
+		if now.Sub(dv.last) > d.cfg.DeviationTTL {
+			delete(d.devs, dk)
+			d.stats.Expired++
+		}
+	}
 	for _, p := range d.profs {
 		d.advance(p, now)
 	}
@@ -883,6 +963,15 @@ func (d *Detector) Stats() Stats {
 	return d.stats
 }
 
+// FlushErr returns the last error writing to the store, nil if the last
+// write succeeded. Tick flushes in the background of the guard's loop and
+// has no error return, so the guard polls this (and Stats().FlushErr).
+func (d *Detector) FlushErr() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.flushErr
+}
+
 // Flush writes changed profiles to the store now.
 func (d *Detector) Flush() error {
 	d.mu.Lock()
@@ -906,6 +995,7 @@ func (d *Detector) flushLocked(now time.Time) error {
 		d.flushErr = err
 		return fmt.Errorf("flush profiles: %w", err)
 	}
+	d.flushErr = nil
 	clear(d.dirty)
 	return nil
 }

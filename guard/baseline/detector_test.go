@@ -212,3 +212,83 @@ func TestClosedDetector(t *testing.T) {
 		t.Errorf("Accept after Close: %v", err)
 	}
 }
+
+func TestPruneOldRevisionsAndExpireDeviations(t *testing.T) {
+	path := t.TempDir() + "/b.db"
+	s, err := OpenStore(path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := day0
+	d, _ := New(Config{KeepRevisions: 2, DeviationTTL: time.Hour}, s, func() time.Time { return now })
+	for i, rev := range []string{"r1", "r2", "r3", "r4"} {
+		now = day0.Add(time.Duration(i) * time.Hour)
+		d.Seed(webExpected(rev, now))
+	}
+	if err := d.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var revs []string
+	for _, m := range d.Profiles() {
+		revs = append(revs, m.Key.Revision)
+	}
+	if len(revs) != 2 || revs[0] != "r3" || revs[1] != "r4" {
+		t.Fatalf("kept revisions %v, want [r3 r4]", revs)
+	}
+	if ps, _ := s.List(); len(ps) != 2 || d.Stats().Pruned != 2 {
+		t.Fatalf("store holds %d profiles, pruned %d", len(ps), d.Stats().Pruned)
+	}
+	// Expiry: a deviation that stopped recurring is forgotten after the TTL.
+	k := webKey("r4")
+	d.Tick(now.Add(2 * time.Hour)) // r4 ready (MaxLearn not needed: inherited)
+	// ptrace scores Notice even on a young revision, so it is not learned.
+	ev := &event.Event{Kind: event.KindPtrace, Time: now.Add(2 * time.Hour),
+		Container: event.Container{ID: "c1"}, K8s: event.K8s{Namespace: k.Namespace, Workload: k.Workload, ContainerName: k.Container, Revision: k.Revision}}
+	if len(d.Observe(ev)) != 1 {
+		t.Fatal("no alert for ptrace on ready r4")
+	}
+	d.Tick(now.Add(3*time.Hour + time.Minute))
+	if n := len(d.Deviations()); n != 0 || d.Stats().Expired != 1 {
+		t.Fatalf("%d deviations left, %d expired", n, d.Stats().Expired)
+	}
+	ev.Time = now.Add(3*time.Hour + 2*time.Minute)
+	if len(d.Observe(ev)) != 1 {
+		t.Error("recurrence after expiry did not alert afresh")
+	}
+}
+
+// TestConcurrentUse exercises the detector from the goroutines a guard
+// runs: event readers, the ticker and the status API (meaningful under
+// -race).
+func TestConcurrentUse(t *testing.T) {
+	d, _ := New(Config{}, nil, nil)
+	done := make(chan struct{})
+	for g := 0; g < 3; g++ {
+		go func(g int) {
+			defer func() { done <- struct{}{} }()
+			for i := 0; i < 2000; i++ {
+				ev := &event.Event{Kind: event.KindExec, Time: day0.Add(time.Duration(i) * time.Second),
+					Proc:      event.Process{Exe: "/bin/x" + string(rune('a'+i%7))},
+					Container: event.Container{ID: "c" + string(rune('0'+g))},
+					K8s:       event.K8s{Namespace: "ns", Workload: "Deployment/w", ContainerName: "c", Revision: "r1"}}
+				d.Observe(ev)
+			}
+		}(g)
+	}
+	go func() {
+		defer func() { done <- struct{}{} }()
+		for i := 0; i < 200; i++ {
+			d.Tick(day0.Add(time.Duration(i) * 10 * time.Second))
+			d.Profiles()
+			d.Deviations()
+			d.ExecAllowList()
+		}
+	}()
+	for i := 0; i < 4; i++ {
+		<-done
+	}
+	if st := d.Stats(); st.Events != 6000 {
+		t.Errorf("events = %d, want 6000", st.Events)
+	}
+}
