@@ -428,14 +428,17 @@ func (d *Detector) Observe(ev *event.Event) []alert.Alert {
 		}
 		dropped := ev.Proc.ExeMemfd || ev.Proc.ExeUpper
 		if _, ok := p.Execs[exe]; !ok {
-			if p.hasExec(exe) {
-				// Known by its bare name from the manifest: record the
-				// path, which is what an exec allow-list needs.
-				p.Execs[exe] = struct{}{}
-				d.dirty[p.Key] = struct{}{}
-			} else {
+			if !p.hasExec(exe) {
+				// A new executable: its edge is part of the same finding
+				// (the alert's event carries the ancestry) and is learned
+				// or accepted with it, not alerted on separately.
 				out = d.novel(out, p, Behavior{CatExec, exe}, ev, t, dropped)
+				break
 			}
+			// Known by its bare name from the manifest: record the path,
+			// which is what an exec allow-list needs.
+			p.Execs[exe] = struct{}{}
+			d.dirty[p.Key] = struct{}{}
 		}
 		if len(ev.Proc.Ancestors) > 0 {
 			parent := ev.Proc.Ancestors[0].Exe
@@ -515,7 +518,7 @@ func (d *Detector) Observe(ev *event.Event) []alert.Alert {
 // update its deviation and alert when it is new or its priority rose.
 func (d *Detector) novel(out []alert.Alert, p *Profile, b Behavior, ev *event.Event, t time.Time, dropped bool) []alert.Alert {
 	if p.State == StateLearning && p.Parent == "" {
-		d.learn(p, b, t)
+		d.learnWith(p, b, ev, t)
 		return out
 	}
 	dk := devKey{p.Key, b}
@@ -541,17 +544,42 @@ func (d *Detector) novel(out []alert.Alert, p *Profile, b Behavior, ev *event.Ev
 		// scores informational (a release explains it), alert on the rest.
 		if dv.prio == alert.Informational {
 			delete(d.devs, dk)
-			d.learn(p, b, t)
+			d.learnWith(p, b, ev, t)
 			return out
 		}
 	} else if dv.prio == alert.Informational && dv.f.Release < 1 && !d.cfg.KeepInfo && !dv.block && !dv.learned {
 		// Benign enough, and explained by a release (the day-after-release
 		// diagnostic): fold it in, but record it so the operator sees what
 		// was learned. Unexplained info-level findings stay open.
-		d.learn(p, b, t)
+		d.learnWith(p, b, ev, t)
 		dv.learned = true
 	}
 	return d.emit(out, p, dv)
+}
+
+// edgeOf returns the exec edge of an exec event, "" without ancestry.
+func edgeOf(ev *event.Event) string {
+	if ev == nil || ev.Kind != event.KindExec || len(ev.Proc.Ancestors) == 0 {
+		return ""
+	}
+	parent := ev.Proc.Ancestors[0].Exe
+	if parent == "" {
+		parent = ev.Proc.Ancestors[0].Name
+	}
+	exe := ev.Proc.Exe
+	if exe == "" && len(ev.Proc.Args) > 0 {
+		exe = ev.Proc.Args[0]
+	}
+	return parent + ">" + exe
+}
+
+// learnWith folds b into p, and for a new executable also the exec edge of
+// the event that introduced it.
+func (d *Detector) learnWith(p *Profile, b Behavior, ev *event.Event, t time.Time) {
+	d.learn(p, b, t)
+	if e := edgeOf(ev); e != "" && b.Cat == CatExec {
+		d.learn(p, Behavior{CatEdge, e}, t)
+	}
 }
 
 func (d *Detector) learn(p *Profile, b Behavior, t time.Time) {
@@ -852,6 +880,11 @@ func (d *Detector) Accept(k profile.Key, b Behavior) error {
 	}
 	if _, err := p.Add(b); err != nil {
 		return fmt.Errorf("accept %s: %w", b, err)
+	}
+	if dv := d.devs[devKey{k, b}]; dv != nil && b.Cat == CatExec {
+		if e := edgeOf(dv.ev); e != "" {
+			p.Add(Behavior{CatEdge, e})
+		}
 	}
 	delete(d.devs, devKey{k, b})
 	d.dirty[k] = struct{}{}

@@ -57,7 +57,7 @@ func TestAcceptFoldsBehavior(t *testing.T) {
 		t.Fatal("no alert for a new exec")
 	}
 	k := webKey("r1")
-	for _, b := range []string{"exec:/usr/local/bin/report", "edge:/usr/sbin/nginx>/usr/local/bin/report"} {
+	for _, b := range []string{"exec:/usr/local/bin/report"} {
 		bh, _ := ParseBehavior(b)
 		if err := r.d.Accept(k, bh); err != nil {
 			t.Fatal(err)
