@@ -192,6 +192,7 @@ type deviation struct {
 // burst streaks are per instance so replicas do not add up.
 type instance struct {
 	key     profile.Key
+	p       *Profile
 	cgroup  uint64
 	minute  int64
 	counts  [numRates]uint32
@@ -390,21 +391,26 @@ func (d *Detector) Observe(ev *event.Event) []alert.Alert {
 		return nil
 	}
 	d.stats.Events++
-	k, ok := keyOf(ev)
-	if !ok {
-		d.stats.Ignored++
-		return nil
-	}
 	t := ev.Time
 	if t.IsZero() {
 		t = d.now()
 	}
-	p := d.profileFor(k, t)
+	// A container's profile key never changes, so the instance caches its
+	// profile and the hot path hashes one string, not four.
 	in := d.insts[ev.Container.ID]
-	if in == nil {
-		in = &instance{key: k, minute: t.Unix() / 60}
-		d.insts[ev.Container.ID] = in
+	if in == nil || d.profs[in.key] != in.p {
+		k, ok := keyOf(ev)
+		if !ok {
+			d.stats.Ignored++
+			return nil
+		}
+		if in == nil {
+			in = &instance{key: k, minute: t.Unix() / 60}
+			d.insts[ev.Container.ID] = in
+		}
+		in.p = d.profileFor(k, t)
 	}
+	p := in.p
 	if ev.Proc.CgroupID != 0 {
 		in.cgroup = ev.Proc.CgroupID
 	}
