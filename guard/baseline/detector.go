@@ -418,7 +418,6 @@ func (d *Detector) Observe(ev *event.Event) []alert.Alert {
 	var out []alert.Alert
 	out = d.rollover(out, in, p, t)
 	p.Events++
-	p.Hours[t.In(d.cfg.Location).Hour()]++
 
 	switch ev.Kind {
 	case event.KindFork:
@@ -522,8 +521,15 @@ func (d *Detector) Observe(ev *event.Event) []alert.Alert {
 
 // novel handles a behavior outside p: learn it while learning, else open or
 // update its deviation and alert when it is new or its priority rose.
+//
+// # Notes
+//
+// An exec of a memfd or of a file written into the container after it
+// started (overlay upper layer) is never learned silently, not even while
+// learning: drop-and-exec is how payloads run, and learning it would make
+// the profile bless the payload.
 func (d *Detector) novel(out []alert.Alert, p *Profile, b Behavior, ev *event.Event, t time.Time, dropped bool) []alert.Alert {
-	if p.State == StateLearning && p.Parent == "" {
+	if p.State == StateLearning && p.Parent == "" && !dropped {
 		d.learnWith(p, b, ev, t)
 		return out
 	}
@@ -548,12 +554,12 @@ func (d *Detector) novel(out []alert.Alert, p *Profile, b Behavior, ev *event.Ev
 	if p.State == StateLearning {
 		// An inherited revision still learning its difference: learn what
 		// scores informational (a release explains it), alert on the rest.
-		if dv.prio == alert.Informational {
+		if dv.prio == alert.Informational && !dv.dropped {
 			delete(d.devs, dk)
 			d.learnWith(p, b, ev, t)
 			return out
 		}
-	} else if dv.prio == alert.Informational && dv.f.Release < 1 && !d.cfg.KeepInfo && !dv.block && !dv.learned {
+	} else if dv.prio == alert.Informational && dv.f.Release < 1 && !d.cfg.KeepInfo && !dv.block && !dv.dropped && !dv.learned {
 		// Benign enough, and explained by a release (the day-after-release
 		// diagnostic): fold it in, but record it so the operator sees what
 		// was learned. Unexplained info-level findings stay open.
@@ -691,6 +697,8 @@ func (d *Detector) rollover(out []alert.Alert, in *instance, p *Profile, t time.
 		return out
 	}
 	end := time.Unix((in.minute+1)*60, 0).UTC()
+	anomalous := false
+	var total uint64
 	for r := 0; r < numRates; r++ {
 		c := in.counts[r]
 		dist := &p.Rates[r]
@@ -699,10 +707,17 @@ func (d *Detector) rollover(out []alert.Alert, in *instance, p *Profile, t time.
 			in.streak[r]++
 			in.lastAno[r] = end
 			out = d.rateDeviation(out, p, in, r, c, end)
+			anomalous = true
 			continue
 		}
 		in.streak[r] = 0
 		dist.Add(c)
+		total += uint64(c)
+	}
+	// Hours of activity learn from normal minutes only, like the rates: an
+	// attacker's burst must not make its own hour look busy.
+	if !anomalous {
+		p.Hours[time.Unix(in.minute*60, 0).In(d.cfg.Location).Hour()] += total
 	}
 	// Idle minutes count as zeros, but only a few: an instance that went
 	// away must not drag the mean to zero.

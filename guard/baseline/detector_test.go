@@ -292,3 +292,19 @@ func TestConcurrentUse(t *testing.T) {
 		t.Errorf("events = %d, want 6000", st.Events)
 	}
 }
+
+func TestDroppedExecNeverLearnedSilently(t *testing.T) {
+	r := newWebReplay(t, Config{})
+	p := &pod{id: "c1", cgroup: 1, rev: "r1", name: "web-a", pid: 100}
+	r.start(p, r.now)
+	e := r.ev(p, event.KindExec, r.now.Add(time.Minute))
+	e.Proc.Exe, e.Proc.ExeUpper = "/tmp/.cache/kworker", true
+	r.feed(e)
+	as := r.take()
+	if len(as) != 1 || as[0].Fields["baseline.learned"] == true {
+		t.Fatalf("dropped exec while learning: %v", as)
+	}
+	if pr, _ := r.d.Profile(webKey("r1")); pr.Has(Behavior{CatExec, "/tmp/.cache/kworker"}) {
+		t.Error("dropped executable was learned")
+	}
+}
