@@ -193,6 +193,7 @@ type deviation struct {
 type instance struct {
 	key     profile.Key
 	p       *Profile
+	noK8s   bool // keyed without Kubernetes context (yet)
 	cgroup  uint64
 	minute  int64
 	counts  [numRates]uint32
@@ -397,17 +398,20 @@ func (d *Detector) Observe(ev *event.Event) []alert.Alert {
 	}
 	// A container's profile key never changes, so the instance caches its
 	// profile and the hot path hashes one string, not four.
+	// The key is recomputed when Kubernetes context arrives after the
+	// container's first events (the pod resolver can lag the sensor).
 	in := d.insts[ev.Container.ID]
-	if in == nil || d.profs[in.key] != in.p {
+	if in == nil || d.profs[in.key] != in.p || (in.noK8s && ev.K8s.Workload != "") {
 		k, ok := keyOf(ev)
 		if !ok {
 			d.stats.Ignored++
 			return nil
 		}
 		if in == nil {
-			in = &instance{key: k, minute: t.Unix() / 60}
+			in = &instance{minute: t.Unix() / 60}
 			d.insts[ev.Container.ID] = in
 		}
+		in.key, in.noK8s = k, ev.K8s.Workload == ""
 		in.p = d.profileFor(k, t)
 	}
 	p := in.p

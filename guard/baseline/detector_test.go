@@ -308,3 +308,14 @@ func TestDroppedExecNeverLearnedSilently(t *testing.T) {
 		t.Error("dropped executable was learned")
 	}
 }
+
+func TestLateKubernetesContextRekeys(t *testing.T) {
+	d, _ := New(Config{}, nil, nil)
+	ev := &event.Event{Kind: event.KindFork, Time: day0, Container: event.Container{ID: "c1", Name: "nginx", Image: "nginx:1.27"}}
+	d.Observe(ev)
+	ev.K8s = event.K8s{Namespace: "shop", Workload: "Deployment/web", ContainerName: "nginx", Revision: "r1"}
+	d.Observe(ev)
+	if _, ok := d.Profile(webKey("r1")); !ok {
+		t.Fatalf("events after Kubernetes context arrived still keyed by container: %v", d.Profiles())
+	}
+}

@@ -274,3 +274,36 @@ func TestStoreSurvivesKill9(t *testing.T) {
 		t.Fatalf("hot profile lost committed updates: %+v (last %d)", hot, last)
 	}
 }
+
+// FuzzParseAndAccept feeds `vigil baseline accept` arguments: any string
+// either fails to parse with a clear error or folds into a profile, which
+// then holds it and still encodes and decodes.
+func FuzzParseAndAccept(f *testing.F) {
+	for _, s := range []string{"exec:/usr/bin/curl", "connect:10.0.0.0/8:443", "connect:[::1]:80",
+		"listen:udp/53", "read:/proc/{n}/status", "write:/var/cache/**", "priv:ptrace", "rate:exec", "listen:tcp/99999", "connect:x"} {
+		f.Add(s, "shop/Deployment/web:nginx@r1")
+	}
+	f.Fuzz(func(t *testing.T, bs, ks string) {
+		if _, err := ParseKey(ks); err != nil {
+			return
+		}
+		b, err := ParseBehavior(bs)
+		if err != nil {
+			if !errors.Is(err, ErrBadBehavior) {
+				t.Fatalf("ParseBehavior(%q) error does not wrap ErrBadBehavior: %v", bs, err)
+			}
+			return
+		}
+		p := learnedWebProfile(0)
+		grew, err := p.Add(b)
+		if err != nil {
+			return
+		}
+		if grew && !p.Has(b) {
+			t.Fatalf("Add(%s) grew the profile but Has is false", b)
+		}
+		if _, err := DecodeProfile(p.Encode()); err != nil {
+			t.Fatalf("profile after Add(%s) does not decode: %v", b, err)
+		}
+	})
+}
