@@ -262,6 +262,14 @@ func (p *Profile) Has(b Behavior) bool {
 					return true
 				}
 			}
+			return false
+		}
+		if np, err := parseNamePeer(b.Value); err == nil {
+			for _, n := range p.Names {
+				if n == np {
+					return true
+				}
+			}
 		}
 		return false
 	case CatListen:
@@ -297,11 +305,15 @@ func (p *Profile) Add(b Behavior) (bool, error) {
 			p.addPeer(ap)
 			break
 		}
-		pfx, port, err := parseNetPeer(b.Value)
-		if err != nil {
-			return false, fmt.Errorf("%w: %v", ErrBadBehavior, err)
+		if pfx, port, err := parseNetPeer(b.Value); err == nil {
+			p.Nets = append(p.Nets, netPeer{pfx, port})
+			break
 		}
-		p.Nets = append(p.Nets, netPeer{pfx, port})
+		np, err := parseNamePeer(b.Value)
+		if err != nil {
+			return false, fmt.Errorf("%w: connect %q: want addr:port, cidr:port or dns-name:port", ErrBadBehavior, b.Value)
+		}
+		p.Names = append(p.Names, np)
 	case CatListen:
 		k, err := parseListen(b.Value)
 		if err != nil {
@@ -364,6 +376,25 @@ func parseNetPeer(s string) (netip.Prefix, uint16, error) {
 		return netip.Prefix{}, 0, fmt.Errorf("peer %q: port: %w", s, err)
 	}
 	return pfx.Masked(), uint16(port), nil
+}
+
+// parseNamePeer parses "dns-name:port" (port 0 = any).
+func parseNamePeer(s string) (namePeer, error) {
+	i := strings.LastIndexByte(s, ':')
+	if i <= 0 {
+		return namePeer{}, fmt.Errorf("peer %q: want name:port", s)
+	}
+	name := strings.ToLower(s[:i])
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_') {
+			return namePeer{}, fmt.Errorf("peer %q: bad dns name", s)
+		}
+	}
+	port, err := strconv.ParseUint(s[i+1:], 10, 16)
+	if err != nil {
+		return namePeer{}, fmt.Errorf("peer %q: port: %w", s, err)
+	}
+	return namePeer{name, uint16(port)}, nil
 }
 
 func formatListen(k uint32) string {

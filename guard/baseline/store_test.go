@@ -63,6 +63,13 @@ func TestEncodeRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Every listed behavior parses back and is held by the decoded profile.
+	for _, bh := range p.Behaviors() {
+		pb, err := ParseBehavior(bh.String())
+		if err != nil || !q.Has(pb) {
+			t.Errorf("listed behavior %s: parse %v, held %v", bh, err, q.Has(pb))
+		}
+	}
 	if !reflect.DeepEqual(p.Behaviors(), q.Behaviors()) {
 		t.Errorf("behaviors differ after round trip:\n%v\n%v", p.Behaviors(), q.Behaviors())
 	}
@@ -132,7 +139,7 @@ func TestParseKeyAndBehavior(t *testing.T) {
 			t.Errorf("ParseKey(%q) succeeded", s)
 		}
 	}
-	for _, s := range []string{"exec:/usr/bin/curl", "connect:10.0.0.1:443", "listen:tcp/80", "read:/proc/{n}/status"} {
+	for _, s := range []string{"exec:/usr/bin/curl", "connect:10.0.0.1:443", "listen:tcp/80", "read:/proc/{n}/status", "connect:api.example:443"} {
 		b, err := ParseBehavior(s)
 		if err != nil || b.String() != s {
 			t.Errorf("ParseBehavior(%q) = %v, %v", s, b, err)
@@ -280,7 +287,7 @@ func TestStoreSurvivesKill9(t *testing.T) {
 // then holds it and still encodes and decodes.
 func FuzzParseAndAccept(f *testing.F) {
 	for _, s := range []string{"exec:/usr/bin/curl", "connect:10.0.0.0/8:443", "connect:[::1]:80",
-		"listen:udp/53", "read:/proc/{n}/status", "write:/var/cache/**", "priv:ptrace", "rate:exec", "listen:tcp/99999", "connect:x"} {
+		"listen:udp/53", "read:/proc/{n}/status", "write:/var/cache/**", "priv:ptrace", "rate:exec", "listen:tcp/99999", "connect:x", "connect:api.payments.example:443", "connect:Bad Name:1"} {
 		f.Add(s, "shop/Deployment/web:nginx@r1")
 	}
 	f.Fuzz(func(t *testing.T, bs, ks string) {
