@@ -319,3 +319,19 @@ func TestLateKubernetesContextRekeys(t *testing.T) {
 		t.Fatalf("events after Kubernetes context arrived still keyed by container: %v", d.Profiles())
 	}
 }
+
+func TestPeersCollapseIntoSubnet(t *testing.T) {
+	p := newProfile(webKey("r1"), day0)
+	for i := 1; i <= peerCollapse; i++ {
+		p.Add(Behavior{CatConnect, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, 2, byte(i)}), 5432).String()})
+	}
+	if !p.Has(Behavior{CatConnect, "10.1.2.200:5432"}) {
+		t.Errorf("%d peers of one /24 did not generalize: %v", peerCollapse, p.Behaviors())
+	}
+	if p.Has(Behavior{CatConnect, "10.1.3.1:5432"}) || p.Has(Behavior{CatConnect, "10.1.2.200:6379"}) {
+		t.Error("subnet generalized beyond its /24 and port")
+	}
+	if len(p.Peers) != 0 {
+		t.Errorf("collapsed peers kept: %v", p.Peers)
+	}
+}

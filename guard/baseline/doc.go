@@ -92,12 +92,18 @@
 // folded into the profile and reported as learned: that is the brief's
 // day-after-release diagnostic. Accept folds a reviewed behavior in.
 // While an inherited revision learns, informational deviations are learned
-// silently and the rest alert.
+// silently and the rest alert. An exec of a memfd or an upper-layer file is
+// never learned silently. A deviation that stops recurring is forgotten after
+// DeviationTTL (24h); open deviations are bounded by MaxDeviations, and
+// anything dropped is counted in Stats. A rate finding's evidence is the
+// event that pushed its minute over the threshold.
 //
 // # Storage
 //
 // Store keeps profiles in bbolt, one record per key in a compact binary
 // encoding (encode.go) with a CRC; each write is one transaction, so a
 // kill -9 leaves every profile at its old or its new version. The detector
-// flushes changed profiles every FlushEvery (30s), on Accept and on Close.
+// flushes changed profiles every FlushEvery (30s), on Accept and on Close,
+// and deletes all but the newest KeepRevisions (3) revisions of a workload
+// container that have no running containers.
 package baseline

@@ -69,6 +69,9 @@ type Profile struct {
 	Names  []namePeer
 	Listen map[uint32]struct{} // proto<<16 | port
 	Priv   map[string]struct{}
+	// peerCount counts learned peers per /24 (/64) and port; derived, not
+	// stored.
+	peerCount map[netPeer]int
 
 	Rates  [numRates]Dist
 	Hours  [24]uint64 // events per hour of day
@@ -336,30 +339,46 @@ func (p *Profile) Add(b Behavior) (bool, error) {
 const peerCollapse = 8
 
 func (p *Profile) addPeer(ap netip.AddrPort) {
-	p.Peers[ap] = struct{}{}
 	bits := 24
 	if ap.Addr().Is6() && !ap.Addr().Is4In6() {
 		bits = 64
 	}
 	pfx, err := ap.Addr().Unmap().Prefix(bits)
 	if err != nil {
+		p.Peers[ap] = struct{}{}
 		return
 	}
-	n := 0
-	for q := range p.Peers {
-		if q.Port() == ap.Port() && pfx.Contains(q.Addr().Unmap()) {
-			n++
+	if p.peerCount == nil {
+		// Built once per loaded profile so learning a peer stays O(1).
+		p.peerCount = map[netPeer]int{}
+		for q := range p.Peers {
+			if qp, err := subnetOf(q); err == nil {
+				p.peerCount[qp]++
+			}
 		}
 	}
-	if n < peerCollapse {
+	p.Peers[ap] = struct{}{}
+	np := netPeer{pfx, ap.Port()}
+	p.peerCount[np]++
+	if p.peerCount[np] < peerCollapse {
 		return
 	}
-	p.Nets = append(p.Nets, netPeer{pfx, ap.Port()})
+	p.Nets = append(p.Nets, np)
+	delete(p.peerCount, np)
 	for q := range p.Peers {
 		if q.Port() == ap.Port() && pfx.Contains(q.Addr().Unmap()) {
 			delete(p.Peers, q)
 		}
 	}
+}
+
+func subnetOf(ap netip.AddrPort) (netPeer, error) {
+	bits := 24
+	if ap.Addr().Is6() && !ap.Addr().Is4In6() {
+		bits = 64
+	}
+	pfx, err := ap.Addr().Unmap().Prefix(bits)
+	return netPeer{pfx, ap.Port()}, err
 }
 
 func parseNetPeer(s string) (netip.Prefix, uint16, error) {
