@@ -35,10 +35,13 @@ type Config struct {
 	Mode alert.Mode
 	// Location is the time zone for hours of activity (UTC).
 	Location *time.Location
-	// RateFloor is the smallest per-minute count that can be anomalous
+	// RateFloor is the smallest per-minute fork or exec count that can be
+	// anomalous (60); LoadRateFloor the same for connect and open (600),
+	// which scale with request load while process creation does not;
 	// (60); RateK the number of standard deviations above the mean (6);
 	// MinRateMinutes how many learned minutes a distribution needs (10).
 	RateFloor      uint32
+	LoadRateFloor  uint32
 	RateK          float64
 	MinRateMinutes uint32
 	// ComboWindow is how close in time deviations must be to combine (15m);
@@ -86,6 +89,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RateFloor == 0 {
 		c.RateFloor = 60
+	}
+	if c.LoadRateFloor == 0 {
+		c.LoadRateFloor = 600
 	}
 	if c.RateK == 0 {
 		c.RateK = 6
@@ -707,7 +713,7 @@ func (d *Detector) rollover(out []alert.Alert, in *instance, p *Profile, t time.
 		c := in.counts[r]
 		dist := &p.Rates[r]
 		if p.State != StateLearning && dist.N >= d.cfg.MinRateMinutes &&
-			float64(c) > dist.Threshold(d.cfg.RateFloor, d.cfg.RateK) {
+			float64(c) > d.threshold(r, dist) {
 			in.streak[r]++
 			in.lastAno[r] = end
 			out = d.rateDeviation(out, p, in, r, c, end)
@@ -739,13 +745,20 @@ func (d *Detector) rollover(out []alert.Alert, in *instance, p *Profile, t time.
 		in.sample[r] = nil
 		in.sampleAt[r] = 0
 		if p.State != StateLearning && p.Rates[r].N >= d.cfg.MinRateMinutes {
-			in.sampleAt[r] = uint32(p.Rates[r].Threshold(d.cfg.RateFloor, d.cfg.RateK)) + 1
+			in.sampleAt[r] = uint32(d.threshold(r, &p.Rates[r])) + 1
 		}
 	}
 	in.counts = [numRates]uint32{}
 	in.minute = m
 	d.dirty[p.Key] = struct{}{}
 	return out
+}
+
+func (d *Detector) threshold(r int, dist *Dist) float64 {
+	if r == rateConnect || r == rateOpen {
+		return dist.Threshold(d.cfg.LoadRateFloor, d.cfg.RateK)
+	}
+	return dist.Threshold(d.cfg.RateFloor, d.cfg.RateK)
 }
 
 func (d *Detector) rateDeviation(out []alert.Alert, p *Profile, in *instance, r int, c uint32, t time.Time) []alert.Alert {
@@ -768,7 +781,7 @@ func (d *Detector) rateDeviation(out []alert.Alert, p *Profile, in *instance, r 
 	dv.count++
 	dv.last = t
 	dv.detail = fmt.Sprintf("%d %s/min vs learned mean %.1f (threshold %.0f, z %.1f), %d consecutive minutes",
-		c, rateNames[r], dist.Mean, dist.Threshold(d.cfg.RateFloor, d.cfg.RateK), dist.Z(c), in.streak[r])
+		c, rateNames[r], dist.Mean, d.threshold(r, dist), dist.Z(c), in.streak[r])
 	d.score(p, dv, t)
 	return d.emit(out, p, dv)
 }

@@ -335,3 +335,29 @@ func TestPeersCollapseIntoSubnet(t *testing.T) {
 		t.Errorf("collapsed peers kept: %v", p.Peers)
 	}
 }
+
+// TestLoadSpikeIsNotAnAnomaly: a traffic spike multiplies opens and
+// connects, which the load floor absorbs; the same multiple of forks is an
+// anomaly.
+func TestLoadSpikeIsNotAnAnomaly(t *testing.T) {
+	r := readyWeb(t, Config{})
+	p := r.pods[0]
+	m := r.now
+	r.minute(p, m, 150) // 7.5× the busiest learned minute: 450 opens, 180 connects
+	r.alerts = append(r.alerts, r.d.Tick(m.Add(time.Minute))...)
+	r.requireQuiet("load spike")
+	m = m.Add(time.Minute)
+	r.now = m
+	r.minute(p, m, 20)
+	for i := 0; i < 150; i++ {
+		r.feed(r.ev(p, event.KindFork, m.Add(time.Duration(i)*100*time.Millisecond)))
+	}
+	r.alerts = append(r.alerts, r.d.Tick(m.Add(time.Minute))...)
+	as := r.take()
+	if len(as) != 1 || as[0].Fields["baseline.behavior"] != "rate:fork" {
+		t.Fatalf("fork burst: %v", as)
+	}
+	if as[0].Event == nil || as[0].Event.Kind != event.KindFork {
+		t.Errorf("rate alert without its evidence event")
+	}
+}

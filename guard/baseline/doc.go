@@ -62,9 +62,11 @@
 //	    times nearly doubles the score. The logarithm keeps a flood from
 //	    saturating it at once.
 //
-// Rate anomalies: a finished minute whose count exceeds max(RateFloor=60,
+// Rate anomalies: a finished minute whose count exceeds max(floor,
 // mean + 6·sd, 2·busiest learned minute) is anomalous (only once the
-// distribution has 10 minutes); its deviation's count is the number of
+// distribution has 10 minutes), where the floor is 60 for fork and exec and
+// 600 for connect and open (those follow request load, process creation
+// does not); its deviation's count is the number of
 // anomalous minutes, so a sustained burst gains persistence. Anomalous
 // minutes are not learned, so an attacker cannot train the rate up.
 //
