@@ -625,7 +625,7 @@ func (d *Detector) score(p *Profile, dv *deviation, t time.Time) {
 	if admitted.IsZero() {
 		admitted = p.Created
 	}
-	share, known := p.HourActivity(t.In(d.cfg.Location).Hour(), t)
+	share, known := p.HourActivity(t.In(d.cfg.Location).Hour())
 	dv.f = Factors{
 		Novelty:     w.novelty(dv.b, dv.dropped),
 		Release:     w.releaseFactor(windowOpen, t.Sub(admitted), d.cfg.RevisionGrace),
@@ -726,8 +726,10 @@ func (d *Detector) rollover(out []alert.Alert, in *instance, p *Profile, t time.
 	}
 	// Hours of activity learn from normal minutes only, like the rates: an
 	// attacker's burst must not make its own hour look busy.
+	h := time.Unix(in.minute*60, 0).In(d.cfg.Location).Hour()
+	p.HoursSeen |= 1 << h
 	if !anomalous {
-		p.Hours[time.Unix(in.minute*60, 0).In(d.cfg.Location).Hour()] += total
+		p.Hours[h] += total
 	}
 	// Idle minutes count as zeros, but only a few: an instance that went
 	// away must not drag the mean to zero.

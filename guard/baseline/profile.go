@@ -73,9 +73,12 @@ type Profile struct {
 	// stored.
 	peerCount map[netPeer]int
 
-	Rates  [numRates]Dist
-	Hours  [24]uint64 // events per hour of day
-	Events uint64
+	Rates [numRates]Dist
+	Hours [24]uint64 // events per hour of day, from normal minutes
+	// HoursSeen has bit h set once a live container was watched during
+	// hour h; the hour factor needs all 24.
+	HoursSeen uint32
+	Events    uint64
 	// Learned counts behaviors added since Created (the revision's diff).
 	Learned uint64
 }
@@ -125,7 +128,7 @@ func (p *Profile) inherit(k profile.Key, now time.Time) *Profile {
 	for s := range p.Priv {
 		c.Priv[s] = struct{}{}
 	}
-	c.Rates, c.Hours, c.Events = p.Rates, p.Hours, p.Events
+	c.Rates, c.Hours, c.HoursSeen, c.Events = p.Rates, p.Hours, p.HoursSeen, p.Events
 	return c
 }
 
@@ -475,14 +478,15 @@ func setKeys(m map[string]struct{}) []string {
 }
 
 // HourActivity returns hour h's (0–23) share of the busiest hour's events,
-// and whether there is enough history (a full day) to judge.
-func (p *Profile) HourActivity(h int, now time.Time) (float64, bool) {
+// and whether there is enough history (every hour of the day watched) to
+// judge.
+func (p *Profile) HourActivity(h int) (float64, bool) {
 	var total, peak uint64
 	for _, c := range p.Hours {
 		total += c
 		peak = max(peak, c)
 	}
-	if total < 100 || now.Sub(p.Since) < 24*time.Hour {
+	if total < 100 || p.HoursSeen != 1<<24-1 {
 		return 0, false
 	}
 	return float64(p.Hours[h]) / float64(peak), true

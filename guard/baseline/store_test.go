@@ -51,6 +51,7 @@ func learnedWebProfile(i int) *Profile {
 	for h := range p.Hours {
 		p.Hours[h] = uint64(1000 * (h + 1))
 	}
+	p.HoursSeen = 1<<24 - 1
 	p.Events, p.State, p.ReadyAt, p.LastNew = 123456, StateReady, day0.Add(time.Hour), day0.Add(20*time.Minute)
 	return p
 }
@@ -74,7 +75,7 @@ func TestEncodeRoundTrip(t *testing.T) {
 		t.Errorf("behaviors differ after round trip:\n%v\n%v", p.Behaviors(), q.Behaviors())
 	}
 	if q.Key != p.Key || q.State != p.State || q.Parent != p.Parent || !q.ReadyAt.Equal(p.ReadyAt) ||
-		q.Rates != p.Rates || q.Hours != p.Hours || q.Events != p.Events || q.Learned != p.Learned {
+		q.Rates != p.Rates || q.Hours != p.Hours || q.HoursSeen != p.HoursSeen || q.Events != p.Events || q.Learned != p.Learned {
 		t.Errorf("scalars differ: %+v vs %+v", q, p)
 	}
 	if string(q.Encode()) != string(b) {
