@@ -55,7 +55,8 @@
 //	    explains change; alert floods after releases are what users of other
 //	    tools complain about most.
 //	  - hour: 1.40 when the current hour of day saw less than half the events
-//	    of the workload's busiest hour (once a day of history exists), else 1.
+//	    of the workload's busiest hour (once every hour of the day has been
+//	    watched), else 1.
 //	    Relative to the peak because probes keep every hour somewhat busy.
 //	  - persistence: 1 + min(0.60, 0.15·log2(count)) + 0.40·min(1,
 //	    span/10m). One sighting is 1; recurring for ten minutes and dozens of
