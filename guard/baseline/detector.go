@@ -552,7 +552,7 @@ func (d *Detector) novel(out []alert.Alert, p *Profile, b Behavior, ev *event.Ev
 		}
 		evc := *ev
 		dv = &deviation{b: b, first: t, ev: &evc, dropped: dropped,
-			block: b.Cat == CatExec && p.State == StateLocked}
+			block: b.Cat == CatExec && p.State == StateLocked && d.cfg.Mode == alert.ModeAudit}
 		d.devs[dk] = dv
 		d.stats.Deviations++
 	} else {
@@ -685,8 +685,9 @@ func (d *Detector) alertFor(p *Profile, dv *deviation) alert.Alert {
 	if dv.block {
 		a.Rule = "baseline.exec_not_allowed"
 		a.Action = alert.ActionBlock
-		// The enforcer acts in the kernel and reports its own block; this
-		// is the audit twin: what a locked profile would have denied.
+		// Audit mode only: in enforce mode the enforcer denies in the
+		// kernel and reports its own block; this is the audit twin, what
+		// a locked profile would have denied.
 		a.Taken = false
 	}
 	if win := d.windowFor(k); win != nil {

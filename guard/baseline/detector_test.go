@@ -361,3 +361,16 @@ func TestLoadSpikeIsNotAnAnomaly(t *testing.T) {
 		t.Errorf("rate alert without its evidence event")
 	}
 }
+
+func TestLockedProfileEnforceModeLeavesBlockToEnforcer(t *testing.T) {
+	r := readyWeb(t, Config{Mode: alert.ModeEnforce})
+	if err := r.d.Lock(webKey("r1")); err != nil {
+		t.Fatal(err)
+	}
+	r.exec(r.pods[0], r.now, "/tmp/.x/kworker", nginx)
+	for _, a := range r.take() {
+		if a.Action == alert.ActionBlock {
+			t.Errorf("baseline claimed a block in enforce mode: %+v", a)
+		}
+	}
+}
