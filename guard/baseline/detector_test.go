@@ -368,7 +368,11 @@ func TestLockedProfileEnforceModeLeavesBlockToEnforcer(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.exec(r.pods[0], r.now, "/tmp/.x/kworker", nginx)
-	for _, a := range r.take() {
+	as := r.take()
+	if len(as) != 1 || as[0].Rule != "baseline.new_exec" {
+		t.Fatalf("want one new_exec deviation, got %v", as)
+	}
+	for _, a := range as {
 		if a.Action == alert.ActionBlock {
 			t.Errorf("baseline claimed a block in enforce mode: %+v", a)
 		}
