@@ -35,10 +35,13 @@ type Config struct {
 	Mode alert.Mode
 	// Location is the time zone for hours of activity (UTC).
 	Location *time.Location
-	// RateFloor is the smallest per-minute count that can be anomalous
+	// RateFloor is the smallest per-minute fork or exec count that can be
+	// anomalous (60); LoadRateFloor the same for connect and open (600),
+	// which scale with request load while process creation does not;
 	// (60); RateK the number of standard deviations above the mean (6);
 	// MinRateMinutes how many learned minutes a distribution needs (10).
 	RateFloor      uint32
+	LoadRateFloor  uint32
 	RateK          float64
 	MinRateMinutes uint32
 	// ComboWindow is how close in time deviations must be to combine (15m);
@@ -53,6 +56,12 @@ type Config struct {
 	// MaxDeviations bounds open deviations kept for deduplication (10000);
 	// beyond it new deviations are dropped and counted.
 	MaxDeviations int
+	// KeepRevisions is how many revisions per workload container keep a
+	// profile (3); older ones without running containers are deleted.
+	KeepRevisions int
+	// DeviationTTL is how long a deviation that stopped recurring is kept
+	// for deduplication (24h); a recurrence after that alerts afresh.
+	DeviationTTL time.Duration
 	// Weights are the scoring constants (DefaultWeights).
 	Weights *Weights
 }
@@ -71,11 +80,18 @@ func (c Config) withDefaults() Config {
 	def(&c.RevisionGrace, 48*time.Hour)
 	def(&c.ComboWindow, 15*time.Minute)
 	def(&c.FlushEvery, 30*time.Second)
+	def(&c.DeviationTTL, 24*time.Hour)
+	if c.KeepRevisions == 0 {
+		c.KeepRevisions = 3
+	}
 	if c.Location == nil {
 		c.Location = time.UTC
 	}
 	if c.RateFloor == 0 {
 		c.RateFloor = 60
+	}
+	if c.LoadRateFloor == 0 {
+		c.LoadRateFloor = 600
 	}
 	if c.RateK == 0 {
 		c.RateK = 6
@@ -112,6 +128,8 @@ type Stats struct {
 	Repeats    uint64 // repeats folded into an existing deviation
 	Dropped    uint64 // deviations dropped because MaxDeviations was reached
 	FlushErr   uint64 // failed store writes
+	Pruned     uint64 // old revisions' profiles deleted
+	Expired    uint64 // deviations forgotten after DeviationTTL
 }
 
 // Summary describes one profile for listings.
@@ -180,12 +198,27 @@ type deviation struct {
 // burst streaks are per instance so replicas do not add up.
 type instance struct {
 	key     profile.Key
+	p       *Profile
+	noK8s   bool // keyed without Kubernetes context (yet)
 	cgroup  uint64
 	minute  int64
 	counts  [numRates]uint32
 	streak  [numRates]int
 	lastAno [numRates]time.Time
 	last    time.Time
+	// sampleAt is the count at which the current minute becomes
+	// anomalous; the event that reaches it is kept as the rate's evidence.
+	sampleAt [numRates]uint32
+	sample   [numRates]*event.Event
+}
+
+// count bumps rate r and keeps the event that made the minute anomalous.
+func (in *instance) count(r int, ev *event.Event) {
+	in.counts[r]++
+	if in.counts[r] == in.sampleAt[r] {
+		c := *ev
+		in.sample[r] = &c
+	}
 }
 
 // New returns a detector that keeps its profiles in store (nil for memory
@@ -306,7 +339,46 @@ func (d *Detector) profileFor(k profile.Key, t time.Time) *Profile {
 	}
 	d.profs[k] = p
 	d.dirty[k] = struct{}{}
+	d.prune(k)
 	return p
+}
+
+// prune deletes the oldest revisions of k's workload container beyond
+// KeepRevisions, except revisions that still have running containers.
+func (d *Detector) prune(k profile.Key) {
+	var revs []*Profile
+	for _, q := range d.profs {
+		if q.Key.Namespace == k.Namespace && q.Key.Workload == k.Workload && q.Key.Container == k.Container {
+			revs = append(revs, q)
+		}
+	}
+	if len(revs) <= d.cfg.KeepRevisions {
+		return
+	}
+	running := map[profile.Key]bool{}
+	for _, in := range d.insts {
+		running[in.key] = true
+	}
+	sort.Slice(revs, func(i, j int) bool { return revs[i].Created.After(revs[j].Created) })
+	for _, q := range revs[d.cfg.KeepRevisions:] {
+		if running[q.Key] || q.Key == k {
+			continue
+		}
+		delete(d.profs, q.Key)
+		delete(d.dirty, q.Key)
+		for dk := range d.devs {
+			if dk.key == q.Key {
+				delete(d.devs, dk)
+			}
+		}
+		if d.store != nil {
+			if err := d.store.Delete(q.Key); err != nil {
+				d.stats.FlushErr++
+				d.flushErr = err
+			}
+		}
+		d.stats.Pruned++
+	}
 }
 
 const (
@@ -326,21 +398,29 @@ func (d *Detector) Observe(ev *event.Event) []alert.Alert {
 		return nil
 	}
 	d.stats.Events++
-	k, ok := keyOf(ev)
-	if !ok {
-		d.stats.Ignored++
-		return nil
-	}
 	t := ev.Time
 	if t.IsZero() {
 		t = d.now()
 	}
-	p := d.profileFor(k, t)
+	// A container's profile key never changes, so the instance caches its
+	// profile and the hot path hashes one string, not four.
+	// The key is recomputed when Kubernetes context arrives after the
+	// container's first events (the pod resolver can lag the sensor).
 	in := d.insts[ev.Container.ID]
-	if in == nil {
-		in = &instance{key: k, minute: t.Unix() / 60}
-		d.insts[ev.Container.ID] = in
+	if in == nil || d.profs[in.key] != in.p || (in.noK8s && ev.K8s.Workload != "") {
+		k, ok := keyOf(ev)
+		if !ok {
+			d.stats.Ignored++
+			return nil
+		}
+		if in == nil {
+			in = &instance{minute: t.Unix() / 60}
+			d.insts[ev.Container.ID] = in
+		}
+		in.key, in.noK8s = k, ev.K8s.Workload == ""
+		in.p = d.profileFor(k, t)
 	}
+	p := in.p
 	if ev.Proc.CgroupID != 0 {
 		in.cgroup = ev.Proc.CgroupID
 	}
@@ -348,13 +428,12 @@ func (d *Detector) Observe(ev *event.Event) []alert.Alert {
 	var out []alert.Alert
 	out = d.rollover(out, in, p, t)
 	p.Events++
-	p.Hours[t.In(d.cfg.Location).Hour()]++
 
 	switch ev.Kind {
 	case event.KindFork:
-		in.counts[rateFork]++
+		in.count(rateFork, ev)
 	case event.KindExec:
-		in.counts[rateExec]++
+		in.count(rateExec, ev)
 		exe := ev.Proc.Exe
 		if exe == "" && len(ev.Proc.Args) > 0 {
 			exe = ev.Proc.Args[0]
@@ -364,14 +443,17 @@ func (d *Detector) Observe(ev *event.Event) []alert.Alert {
 		}
 		dropped := ev.Proc.ExeMemfd || ev.Proc.ExeUpper
 		if _, ok := p.Execs[exe]; !ok {
-			if p.hasExec(exe) {
-				// Known by its bare name from the manifest: record the
-				// path, which is what an exec allow-list needs.
-				p.Execs[exe] = struct{}{}
-				d.dirty[p.Key] = struct{}{}
-			} else {
+			if !p.hasExec(exe) {
+				// A new executable: its edge is part of the same finding
+				// (the alert's event carries the ancestry) and is learned
+				// or accepted with it, not alerted on separately.
 				out = d.novel(out, p, Behavior{CatExec, exe}, ev, t, dropped)
+				break
 			}
+			// Known by its bare name from the manifest: record the path,
+			// which is what an exec allow-list needs.
+			p.Execs[exe] = struct{}{}
+			d.dirty[p.Key] = struct{}{}
 		}
 		if len(ev.Proc.Ancestors) > 0 {
 			parent := ev.Proc.Ancestors[0].Exe
@@ -385,7 +467,7 @@ func (d *Detector) Observe(ev *event.Event) []alert.Alert {
 			}
 		}
 	case event.KindOpen:
-		in.counts[rateOpen]++
+		in.count(rateOpen, ev)
 		fp := ev.File.Path
 		if fp == "" {
 			break
@@ -413,7 +495,7 @@ func (d *Detector) Observe(ev *event.Event) []alert.Alert {
 			}
 		}
 	case event.KindConnect:
-		in.counts[rateConnect]++
+		in.count(rateConnect, ev)
 		dst := ev.Net.Dst
 		if !dst.IsValid() || dst.Addr().IsUnspecified() {
 			break
@@ -449,9 +531,16 @@ func (d *Detector) Observe(ev *event.Event) []alert.Alert {
 
 // novel handles a behavior outside p: learn it while learning, else open or
 // update its deviation and alert when it is new or its priority rose.
+//
+// # Notes
+//
+// An exec of a memfd or of a file written into the container after it
+// started (overlay upper layer) is never learned silently, not even while
+// learning: drop-and-exec is how payloads run, and learning it would make
+// the profile bless the payload.
 func (d *Detector) novel(out []alert.Alert, p *Profile, b Behavior, ev *event.Event, t time.Time, dropped bool) []alert.Alert {
-	if p.State == StateLearning && p.Parent == "" {
-		d.learn(p, b, t)
+	if p.State == StateLearning && p.Parent == "" && !dropped {
+		d.learnWith(p, b, ev, t)
 		return out
 	}
 	dk := devKey{p.Key, b}
@@ -463,7 +552,7 @@ func (d *Detector) novel(out []alert.Alert, p *Profile, b Behavior, ev *event.Ev
 		}
 		evc := *ev
 		dv = &deviation{b: b, first: t, ev: &evc, dropped: dropped,
-			block: b.Cat == CatExec && p.State == StateLocked}
+			block: b.Cat == CatExec && p.State == StateLocked && d.cfg.Mode == alert.ModeAudit}
 		d.devs[dk] = dv
 		d.stats.Deviations++
 	} else {
@@ -475,19 +564,44 @@ func (d *Detector) novel(out []alert.Alert, p *Profile, b Behavior, ev *event.Ev
 	if p.State == StateLearning {
 		// An inherited revision still learning its difference: learn what
 		// scores informational (a release explains it), alert on the rest.
-		if dv.prio == alert.Informational {
+		if dv.prio == alert.Informational && !dv.dropped {
 			delete(d.devs, dk)
-			d.learn(p, b, t)
+			d.learnWith(p, b, ev, t)
 			return out
 		}
-	} else if dv.prio == alert.Informational && dv.f.Release < 1 && !d.cfg.KeepInfo && !dv.block && !dv.learned {
+	} else if dv.prio == alert.Informational && dv.f.Release < 1 && !d.cfg.KeepInfo && !dv.block && !dv.dropped && !dv.learned {
 		// Benign enough, and explained by a release (the day-after-release
 		// diagnostic): fold it in, but record it so the operator sees what
 		// was learned. Unexplained info-level findings stay open.
-		d.learn(p, b, t)
+		d.learnWith(p, b, ev, t)
 		dv.learned = true
 	}
 	return d.emit(out, p, dv)
+}
+
+// edgeOf returns the exec edge of an exec event, "" without ancestry.
+func edgeOf(ev *event.Event) string {
+	if ev == nil || ev.Kind != event.KindExec || len(ev.Proc.Ancestors) == 0 {
+		return ""
+	}
+	parent := ev.Proc.Ancestors[0].Exe
+	if parent == "" {
+		parent = ev.Proc.Ancestors[0].Name
+	}
+	exe := ev.Proc.Exe
+	if exe == "" && len(ev.Proc.Args) > 0 {
+		exe = ev.Proc.Args[0]
+	}
+	return parent + ">" + exe
+}
+
+// learnWith folds b into p, and for a new executable also the exec edge of
+// the event that introduced it.
+func (d *Detector) learnWith(p *Profile, b Behavior, ev *event.Event, t time.Time) {
+	d.learn(p, b, t)
+	if e := edgeOf(ev); e != "" && b.Cat == CatExec {
+		d.learn(p, Behavior{CatEdge, e}, t)
+	}
 }
 
 func (d *Detector) learn(p *Profile, b Behavior, t time.Time) {
@@ -511,7 +625,7 @@ func (d *Detector) score(p *Profile, dv *deviation, t time.Time) {
 	if admitted.IsZero() {
 		admitted = p.Created
 	}
-	share, known := p.HourActivity(t.In(d.cfg.Location).Hour(), t)
+	share, known := p.HourActivity(t.In(d.cfg.Location).Hour())
 	dv.f = Factors{
 		Novelty:     w.novelty(dv.b, dv.dropped),
 		Release:     w.releaseFactor(windowOpen, t.Sub(admitted), d.cfg.RevisionGrace),
@@ -571,8 +685,9 @@ func (d *Detector) alertFor(p *Profile, dv *deviation) alert.Alert {
 	if dv.block {
 		a.Rule = "baseline.exec_not_allowed"
 		a.Action = alert.ActionBlock
-		// The enforcer acts in the kernel and reports its own block; this
-		// is the audit twin: what a locked profile would have denied.
+		// Audit mode only: in enforce mode the enforcer denies in the
+		// kernel and reports its own block; this is the audit twin, what
+		// a locked profile would have denied.
 		a.Taken = false
 	}
 	if win := d.windowFor(k); win != nil {
@@ -593,18 +708,29 @@ func (d *Detector) rollover(out []alert.Alert, in *instance, p *Profile, t time.
 		return out
 	}
 	end := time.Unix((in.minute+1)*60, 0).UTC()
+	anomalous := false
+	var total uint64
 	for r := 0; r < numRates; r++ {
 		c := in.counts[r]
 		dist := &p.Rates[r]
 		if p.State != StateLearning && dist.N >= d.cfg.MinRateMinutes &&
-			float64(c) > dist.Threshold(d.cfg.RateFloor, d.cfg.RateK) {
+			float64(c) > d.threshold(r, dist) {
 			in.streak[r]++
 			in.lastAno[r] = end
 			out = d.rateDeviation(out, p, in, r, c, end)
+			anomalous = true
 			continue
 		}
 		in.streak[r] = 0
 		dist.Add(c)
+		total += uint64(c)
+	}
+	// Hours of activity learn from normal minutes only, like the rates: an
+	// attacker's burst must not make its own hour look busy.
+	h := time.Unix(in.minute*60, 0).In(d.cfg.Location).Hour()
+	p.HoursSeen |= 1 << h
+	if !anomalous {
+		p.Hours[h] += total
 	}
 	// Idle minutes count as zeros, but only a few: an instance that went
 	// away must not drag the mean to zero.
@@ -618,10 +744,24 @@ func (d *Detector) rollover(out []alert.Alert, in *instance, p *Profile, t time.
 			p.Rates[r].Add(0)
 		}
 	}
+	for r := 0; r < numRates; r++ {
+		in.sample[r] = nil
+		in.sampleAt[r] = 0
+		if p.State != StateLearning && p.Rates[r].N >= d.cfg.MinRateMinutes {
+			in.sampleAt[r] = uint32(d.threshold(r, &p.Rates[r])) + 1
+		}
+	}
 	in.counts = [numRates]uint32{}
 	in.minute = m
 	d.dirty[p.Key] = struct{}{}
 	return out
+}
+
+func (d *Detector) threshold(r int, dist *Dist) float64 {
+	if r == rateConnect || r == rateOpen {
+		return dist.Threshold(d.cfg.LoadRateFloor, d.cfg.RateK)
+	}
+	return dist.Threshold(d.cfg.RateFloor, d.cfg.RateK)
 }
 
 func (d *Detector) rateDeviation(out []alert.Alert, p *Profile, in *instance, r int, c uint32, t time.Time) []alert.Alert {
@@ -633,15 +773,18 @@ func (d *Detector) rateDeviation(out []alert.Alert, p *Profile, in *instance, r 
 			d.stats.Dropped++
 			return out
 		}
-		dv = &deviation{b: b, first: t.Add(-time.Minute)}
+		dv = &deviation{b: b, first: t.Add(-time.Minute), ev: in.sample[r]}
 		d.devs[dk] = dv
 		d.stats.Deviations++
+	}
+	if dv.ev == nil {
+		dv.ev = in.sample[r]
 	}
 	dist := &p.Rates[r]
 	dv.count++
 	dv.last = t
 	dv.detail = fmt.Sprintf("%d %s/min vs learned mean %.1f (threshold %.0f, z %.1f), %d consecutive minutes",
-		c, rateNames[r], dist.Mean, dist.Threshold(d.cfg.RateFloor, d.cfg.RateK), dist.Z(c), in.streak[r])
+		c, rateNames[r], dist.Mean, d.threshold(r, dist), dist.Z(c), in.streak[r])
 	d.score(p, dv, t)
 	return d.emit(out, p, dv)
 }
@@ -669,6 +812,12 @@ func (d *Detector) Tick(now time.Time) []alert.Alert {
 		}
 	}
 	out = d.combos(out, now)
+	for dk, dv := range d.devs {
+		if now.Sub(dv.last) > d.cfg.DeviationTTL {
+			delete(d.devs, dk)
+			d.stats.Expired++
+		}
+	}
 	for _, p := range d.profs {
 		d.advance(p, now)
 	}
@@ -772,6 +921,11 @@ func (d *Detector) Accept(k profile.Key, b Behavior) error {
 	}
 	if _, err := p.Add(b); err != nil {
 		return fmt.Errorf("accept %s: %w", b, err)
+	}
+	if dv := d.devs[devKey{k, b}]; dv != nil && b.Cat == CatExec {
+		if e := edgeOf(dv.ev); e != "" {
+			p.Add(Behavior{CatEdge, e})
+		}
 	}
 	delete(d.devs, devKey{k, b})
 	d.dirty[k] = struct{}{}
@@ -883,6 +1037,15 @@ func (d *Detector) Stats() Stats {
 	return d.stats
 }
 
+// FlushErr returns the last error writing to the store, nil if the last
+// write succeeded. Tick flushes in the background of the guard's loop and
+// has no error return, so the guard polls this (and Stats().FlushErr).
+func (d *Detector) FlushErr() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.flushErr
+}
+
 // Flush writes changed profiles to the store now.
 func (d *Detector) Flush() error {
 	d.mu.Lock()
@@ -906,6 +1069,7 @@ func (d *Detector) flushLocked(now time.Time) error {
 		d.flushErr = err
 		return fmt.Errorf("flush profiles: %w", err)
 	}
+	d.flushErr = nil
 	clear(d.dirty)
 	return nil
 }

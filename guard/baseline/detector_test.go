@@ -57,7 +57,7 @@ func TestAcceptFoldsBehavior(t *testing.T) {
 		t.Fatal("no alert for a new exec")
 	}
 	k := webKey("r1")
-	for _, b := range []string{"exec:/usr/local/bin/report", "edge:/usr/sbin/nginx>/usr/local/bin/report"} {
+	for _, b := range []string{"exec:/usr/local/bin/report"} {
 		bh, _ := ParseBehavior(b)
 		if err := r.d.Accept(k, bh); err != nil {
 			t.Fatal(err)
@@ -210,5 +210,171 @@ func TestClosedDetector(t *testing.T) {
 	}
 	if err := d.Accept(webKey("r1"), Behavior{CatExec, "/x"}); !errors.Is(err, ErrClosed) {
 		t.Errorf("Accept after Close: %v", err)
+	}
+}
+
+func TestPruneOldRevisionsAndExpireDeviations(t *testing.T) {
+	path := t.TempDir() + "/b.db"
+	s, err := OpenStore(path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	now := day0
+	d, _ := New(Config{KeepRevisions: 2, DeviationTTL: time.Hour}, s, func() time.Time { return now })
+	for i, rev := range []string{"r1", "r2", "r3", "r4"} {
+		now = day0.Add(time.Duration(i) * time.Hour)
+		d.Seed(webExpected(rev, now))
+	}
+	if err := d.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var revs []string
+	for _, m := range d.Profiles() {
+		revs = append(revs, m.Key.Revision)
+	}
+	if len(revs) != 2 || revs[0] != "r3" || revs[1] != "r4" {
+		t.Fatalf("kept revisions %v, want [r3 r4]", revs)
+	}
+	if ps, _ := s.List(); len(ps) != 2 || d.Stats().Pruned != 2 {
+		t.Fatalf("store holds %d profiles, pruned %d", len(ps), d.Stats().Pruned)
+	}
+	// Expiry: a deviation that stopped recurring is forgotten after the TTL.
+	k := webKey("r4")
+	d.Tick(now.Add(2 * time.Hour)) // r4 ready (MaxLearn not needed: inherited)
+	// ptrace scores Notice even on a young revision, so it is not learned.
+	ev := &event.Event{Kind: event.KindPtrace, Time: now.Add(2 * time.Hour),
+		Container: event.Container{ID: "c1"}, K8s: event.K8s{Namespace: k.Namespace, Workload: k.Workload, ContainerName: k.Container, Revision: k.Revision}}
+	if len(d.Observe(ev)) != 1 {
+		t.Fatal("no alert for ptrace on ready r4")
+	}
+	d.Tick(now.Add(3*time.Hour + time.Minute))
+	if n := len(d.Deviations()); n != 0 || d.Stats().Expired != 1 {
+		t.Fatalf("%d deviations left, %d expired", n, d.Stats().Expired)
+	}
+	ev.Time = now.Add(3*time.Hour + 2*time.Minute)
+	if len(d.Observe(ev)) != 1 {
+		t.Error("recurrence after expiry did not alert afresh")
+	}
+}
+
+// TestConcurrentUse exercises the detector from the goroutines a guard
+// runs: event readers, the ticker and the status API (meaningful under
+// -race).
+func TestConcurrentUse(t *testing.T) {
+	d, _ := New(Config{}, nil, nil)
+	done := make(chan struct{})
+	for g := 0; g < 3; g++ {
+		go func(g int) {
+			defer func() { done <- struct{}{} }()
+			for i := 0; i < 2000; i++ {
+				ev := &event.Event{Kind: event.KindExec, Time: day0.Add(time.Duration(i) * time.Second),
+					Proc:      event.Process{Exe: "/bin/x" + string(rune('a'+i%7))},
+					Container: event.Container{ID: "c" + string(rune('0'+g))},
+					K8s:       event.K8s{Namespace: "ns", Workload: "Deployment/w", ContainerName: "c", Revision: "r1"}}
+				d.Observe(ev)
+			}
+		}(g)
+	}
+	go func() {
+		defer func() { done <- struct{}{} }()
+		for i := 0; i < 200; i++ {
+			d.Tick(day0.Add(time.Duration(i) * 10 * time.Second))
+			d.Profiles()
+			d.Deviations()
+			d.ExecAllowList()
+		}
+	}()
+	for i := 0; i < 4; i++ {
+		<-done
+	}
+	if st := d.Stats(); st.Events != 6000 {
+		t.Errorf("events = %d, want 6000", st.Events)
+	}
+}
+
+func TestDroppedExecNeverLearnedSilently(t *testing.T) {
+	r := newWebReplay(t, Config{})
+	p := &pod{id: "c1", cgroup: 1, rev: "r1", name: "web-a", pid: 100}
+	r.start(p, r.now)
+	e := r.ev(p, event.KindExec, r.now.Add(time.Minute))
+	e.Proc.Exe, e.Proc.ExeUpper = "/tmp/.cache/kworker", true
+	r.feed(e)
+	as := r.take()
+	if len(as) != 1 || as[0].Fields["baseline.learned"] == true {
+		t.Fatalf("dropped exec while learning: %v", as)
+	}
+	if pr, _ := r.d.Profile(webKey("r1")); pr.Has(Behavior{CatExec, "/tmp/.cache/kworker"}) {
+		t.Error("dropped executable was learned")
+	}
+}
+
+func TestLateKubernetesContextRekeys(t *testing.T) {
+	d, _ := New(Config{}, nil, nil)
+	ev := &event.Event{Kind: event.KindFork, Time: day0, Container: event.Container{ID: "c1", Name: "nginx", Image: "nginx:1.27"}}
+	d.Observe(ev)
+	ev.K8s = event.K8s{Namespace: "shop", Workload: "Deployment/web", ContainerName: "nginx", Revision: "r1"}
+	d.Observe(ev)
+	if _, ok := d.Profile(webKey("r1")); !ok {
+		t.Fatalf("events after Kubernetes context arrived still keyed by container: %v", d.Profiles())
+	}
+}
+
+func TestPeersCollapseIntoSubnet(t *testing.T) {
+	p := newProfile(webKey("r1"), day0)
+	for i := 1; i <= peerCollapse; i++ {
+		p.Add(Behavior{CatConnect, netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 1, 2, byte(i)}), 5432).String()})
+	}
+	if !p.Has(Behavior{CatConnect, "10.1.2.200:5432"}) {
+		t.Errorf("%d peers of one /24 did not generalize: %v", peerCollapse, p.Behaviors())
+	}
+	if p.Has(Behavior{CatConnect, "10.1.3.1:5432"}) || p.Has(Behavior{CatConnect, "10.1.2.200:6379"}) {
+		t.Error("subnet generalized beyond its /24 and port")
+	}
+	if len(p.Peers) != 0 {
+		t.Errorf("collapsed peers kept: %v", p.Peers)
+	}
+}
+
+// TestLoadSpikeIsNotAnAnomaly: a traffic spike multiplies opens and
+// connects, which the load floor absorbs; the same multiple of forks is an
+// anomaly.
+func TestLoadSpikeIsNotAnAnomaly(t *testing.T) {
+	r := readyWeb(t, Config{})
+	p := r.pods[0]
+	m := r.now
+	r.minute(p, m, 150) // 7.5× the busiest learned minute: 450 opens, 180 connects
+	r.alerts = append(r.alerts, r.d.Tick(m.Add(time.Minute))...)
+	r.requireQuiet("load spike")
+	m = m.Add(time.Minute)
+	r.now = m
+	r.minute(p, m, 20)
+	for i := 0; i < 150; i++ {
+		r.feed(r.ev(p, event.KindFork, m.Add(time.Duration(i)*100*time.Millisecond)))
+	}
+	r.alerts = append(r.alerts, r.d.Tick(m.Add(time.Minute))...)
+	as := r.take()
+	if len(as) != 1 || as[0].Fields["baseline.behavior"] != "rate:fork" {
+		t.Fatalf("fork burst: %v", as)
+	}
+	if as[0].Event == nil || as[0].Event.Kind != event.KindFork {
+		t.Errorf("rate alert without its evidence event")
+	}
+}
+
+func TestLockedProfileEnforceModeLeavesBlockToEnforcer(t *testing.T) {
+	r := readyWeb(t, Config{Mode: alert.ModeEnforce})
+	if err := r.d.Lock(webKey("r1")); err != nil {
+		t.Fatal(err)
+	}
+	r.exec(r.pods[0], r.now, "/tmp/.x/kworker", nginx)
+	as := r.take()
+	if len(as) != 1 || as[0].Rule != "baseline.new_exec" {
+		t.Fatalf("want one new_exec deviation, got %v", as)
+	}
+	for _, a := range as {
+		if a.Action == alert.ActionBlock {
+			t.Errorf("baseline claimed a block in enforce mode: %+v", a)
+		}
 	}
 }

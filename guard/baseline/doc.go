@@ -55,16 +55,19 @@
 //	    explains change; alert floods after releases are what users of other
 //	    tools complain about most.
 //	  - hour: 1.40 when the current hour of day saw less than half the events
-//	    of the workload's busiest hour (once a day of history exists), else 1.
+//	    of the workload's busiest hour (once every hour of the day has been
+//	    watched), else 1.
 //	    Relative to the peak because probes keep every hour somewhat busy.
 //	  - persistence: 1 + min(0.60, 0.15·log2(count)) + 0.40·min(1,
 //	    span/10m). One sighting is 1; recurring for ten minutes and dozens of
 //	    times nearly doubles the score. The logarithm keeps a flood from
 //	    saturating it at once.
 //
-// Rate anomalies: a finished minute whose count exceeds max(RateFloor=60,
+// Rate anomalies: a finished minute whose count exceeds max(floor,
 // mean + 6·sd, 2·busiest learned minute) is anomalous (only once the
-// distribution has 10 minutes); its deviation's count is the number of
+// distribution has 10 minutes), where the floor is 60 for fork and exec and
+// 600 for connect and open (those follow request load, process creation
+// does not); its deviation's count is the number of
 // anomalous minutes, so a sustained burst gains persistence. Anomalous
 // minutes are not learned, so an attacker cannot train the rate up.
 //
@@ -92,12 +95,18 @@
 // folded into the profile and reported as learned: that is the brief's
 // day-after-release diagnostic. Accept folds a reviewed behavior in.
 // While an inherited revision learns, informational deviations are learned
-// silently and the rest alert.
+// silently and the rest alert. An exec of a memfd or an upper-layer file is
+// never learned silently. A deviation that stops recurring is forgotten after
+// DeviationTTL (24h); open deviations are bounded by MaxDeviations, and
+// anything dropped is counted in Stats. A rate finding's evidence is the
+// event that pushed its minute over the threshold.
 //
 // # Storage
 //
 // Store keeps profiles in bbolt, one record per key in a compact binary
 // encoding (encode.go) with a CRC; each write is one transaction, so a
 // kill -9 leaves every profile at its old or its new version. The detector
-// flushes changed profiles every FlushEvery (30s), on Accept and on Close.
+// flushes changed profiles every FlushEvery (30s), on Accept and on Close,
+// and deletes all but the newest KeepRevisions (3) revisions of a workload
+// container that have no running containers.
 package baseline

@@ -165,6 +165,7 @@ func (p *Profile) Encode() []byte {
 	for _, h := range p.Hours {
 		e.uv(h)
 	}
+	e.uv(uint64(p.HoursSeen))
 	e.uv(p.Events)
 	e.uv(p.Learned)
 	e.b = binary.LittleEndian.AppendUint32(e.b, crc32.ChecksumIEEE(e.b))
@@ -382,6 +383,11 @@ func DecodeProfile(b []byte) (*Profile, error) {
 	}
 	for i := range p.Hours {
 		p.Hours[i] = d.uv()
+	}
+	if seen := d.uv(); seen < 1<<24 {
+		p.HoursSeen = uint32(seen)
+	} else {
+		d.fail("bad hours mask")
 	}
 	p.Events = d.uv()
 	p.Learned = d.uv()

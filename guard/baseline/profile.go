@@ -69,10 +69,16 @@ type Profile struct {
 	Names  []namePeer
 	Listen map[uint32]struct{} // proto<<16 | port
 	Priv   map[string]struct{}
+	// peerCount counts learned peers per /24 (/64) and port; derived, not
+	// stored.
+	peerCount map[netPeer]int
 
-	Rates  [numRates]Dist
-	Hours  [24]uint64 // events per hour of day
-	Events uint64
+	Rates [numRates]Dist
+	Hours [24]uint64 // events per hour of day, from normal minutes
+	// HoursSeen has bit h set once a live container was watched during
+	// hour h; the hour factor needs all 24.
+	HoursSeen uint32
+	Events    uint64
 	// Learned counts behaviors added since Created (the revision's diff).
 	Learned uint64
 }
@@ -122,7 +128,7 @@ func (p *Profile) inherit(k profile.Key, now time.Time) *Profile {
 	for s := range p.Priv {
 		c.Priv[s] = struct{}{}
 	}
-	c.Rates, c.Hours, c.Events = p.Rates, p.Hours, p.Events
+	c.Rates, c.Hours, c.HoursSeen, c.Events = p.Rates, p.Hours, p.HoursSeen, p.Events
 	return c
 }
 
@@ -262,6 +268,14 @@ func (p *Profile) Has(b Behavior) bool {
 					return true
 				}
 			}
+			return false
+		}
+		if np, err := parseNamePeer(b.Value); err == nil {
+			for _, n := range p.Names {
+				if n == np {
+					return true
+				}
+			}
 		}
 		return false
 	case CatListen:
@@ -297,11 +311,15 @@ func (p *Profile) Add(b Behavior) (bool, error) {
 			p.addPeer(ap)
 			break
 		}
-		pfx, port, err := parseNetPeer(b.Value)
-		if err != nil {
-			return false, fmt.Errorf("%w: %v", ErrBadBehavior, err)
+		if pfx, port, err := parseNetPeer(b.Value); err == nil {
+			p.Nets = append(p.Nets, netPeer{pfx, port})
+			break
 		}
-		p.Nets = append(p.Nets, netPeer{pfx, port})
+		np, err := parseNamePeer(b.Value)
+		if err != nil {
+			return false, fmt.Errorf("%w: connect %q: want addr:port, cidr:port or dns-name:port", ErrBadBehavior, b.Value)
+		}
+		p.Names = append(p.Names, np)
 	case CatListen:
 		k, err := parseListen(b.Value)
 		if err != nil {
@@ -324,30 +342,46 @@ func (p *Profile) Add(b Behavior) (bool, error) {
 const peerCollapse = 8
 
 func (p *Profile) addPeer(ap netip.AddrPort) {
-	p.Peers[ap] = struct{}{}
 	bits := 24
 	if ap.Addr().Is6() && !ap.Addr().Is4In6() {
 		bits = 64
 	}
 	pfx, err := ap.Addr().Unmap().Prefix(bits)
 	if err != nil {
+		p.Peers[ap] = struct{}{}
 		return
 	}
-	n := 0
-	for q := range p.Peers {
-		if q.Port() == ap.Port() && pfx.Contains(q.Addr().Unmap()) {
-			n++
+	if p.peerCount == nil {
+		// Built once per loaded profile so learning a peer stays O(1).
+		p.peerCount = map[netPeer]int{}
+		for q := range p.Peers {
+			if qp, err := subnetOf(q); err == nil {
+				p.peerCount[qp]++
+			}
 		}
 	}
-	if n < peerCollapse {
+	p.Peers[ap] = struct{}{}
+	np := netPeer{pfx, ap.Port()}
+	p.peerCount[np]++
+	if p.peerCount[np] < peerCollapse {
 		return
 	}
-	p.Nets = append(p.Nets, netPeer{pfx, ap.Port()})
+	p.Nets = append(p.Nets, np)
+	delete(p.peerCount, np)
 	for q := range p.Peers {
 		if q.Port() == ap.Port() && pfx.Contains(q.Addr().Unmap()) {
 			delete(p.Peers, q)
 		}
 	}
+}
+
+func subnetOf(ap netip.AddrPort) (netPeer, error) {
+	bits := 24
+	if ap.Addr().Is6() && !ap.Addr().Is4In6() {
+		bits = 64
+	}
+	pfx, err := ap.Addr().Unmap().Prefix(bits)
+	return netPeer{pfx, ap.Port()}, err
 }
 
 func parseNetPeer(s string) (netip.Prefix, uint16, error) {
@@ -364,6 +398,25 @@ func parseNetPeer(s string) (netip.Prefix, uint16, error) {
 		return netip.Prefix{}, 0, fmt.Errorf("peer %q: port: %w", s, err)
 	}
 	return pfx.Masked(), uint16(port), nil
+}
+
+// parseNamePeer parses "dns-name:port" (port 0 = any).
+func parseNamePeer(s string) (namePeer, error) {
+	i := strings.LastIndexByte(s, ':')
+	if i <= 0 {
+		return namePeer{}, fmt.Errorf("peer %q: want name:port", s)
+	}
+	name := strings.ToLower(s[:i])
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_') {
+			return namePeer{}, fmt.Errorf("peer %q: bad dns name", s)
+		}
+	}
+	port, err := strconv.ParseUint(s[i+1:], 10, 16)
+	if err != nil {
+		return namePeer{}, fmt.Errorf("peer %q: port: %w", s, err)
+	}
+	return namePeer{name, uint16(port)}, nil
 }
 
 func formatListen(k uint32) string {
@@ -425,14 +478,15 @@ func setKeys(m map[string]struct{}) []string {
 }
 
 // HourActivity returns hour h's (0–23) share of the busiest hour's events,
-// and whether there is enough history (a full day) to judge.
-func (p *Profile) HourActivity(h int, now time.Time) (float64, bool) {
+// and whether there is enough history (every hour of the day watched) to
+// judge.
+func (p *Profile) HourActivity(h int) (float64, bool) {
 	var total, peak uint64
 	for _, c := range p.Hours {
 		total += c
 		peak = max(peak, c)
 	}
-	if total < 100 || now.Sub(p.Since) < 24*time.Hour {
+	if total < 100 || p.HoursSeen != 1<<24-1 {
 		return 0, false
 	}
 	return float64(p.Hours[h]) / float64(peak), true

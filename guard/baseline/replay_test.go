@@ -274,6 +274,9 @@ func TestReplayNightIntrusionIsCritical(t *testing.T) {
 	if critical == nil {
 		t.Fatalf("no CRITICAL combination alert; got %v", keys(first))
 	}
+	if ev := first["rate:exec"].Event; ev == nil || ev.Kind != event.KindExec || ev.K8s.Pod != victim.name {
+		t.Errorf("rate alert evidence = %+v, want an exec of the victim pod", ev)
+	}
 	if critical.Deploy == nil || critical.Deploy.WindowOpen || critical.Deploy.Revision != "r1" {
 		t.Errorf("combination deploy context = %+v, want closed window of r1", critical.Deploy)
 	}

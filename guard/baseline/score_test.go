@@ -57,10 +57,12 @@ func TestHourActivity(t *testing.T) {
 		p.Hours[h] = 10
 	}
 	p.Hours[14] = 100
-	if _, known := p.HourActivity(3, day0.Add(23*time.Hour)); known {
-		t.Error("known before a full day")
+	p.HoursSeen = 1<<24 - 1 - 1<<5
+	if _, known := p.HourActivity(3); known {
+		t.Error("known before every hour was watched")
 	}
-	a, known := p.HourActivity(3, day0.Add(25*time.Hour))
+	p.HoursSeen = 1<<24 - 1
+	a, known := p.HourActivity(3)
 	if !known || !near(a, 0.1) {
 		t.Errorf("HourActivity(3) = %v, %v; want 0.1, true", a, known)
 	}
@@ -190,6 +192,7 @@ func TestScoreFactorsEndToEnd(t *testing.T) {
 			for h := range p.Hours {
 				p.Hours[h] = 1000
 			}
+			p.HoursSeen = 1<<24 - 1
 			p.Hours[3] = 100
 			if tc.open {
 				d.SetWindows([]profile.ReleaseWindow{{Workload: wk, Revision: "r1", Opened: day0.Add(tc.at - time.Minute), Closes: day0.Add(tc.at + time.Hour)}})

@@ -51,6 +51,7 @@ func learnedWebProfile(i int) *Profile {
 	for h := range p.Hours {
 		p.Hours[h] = uint64(1000 * (h + 1))
 	}
+	p.HoursSeen = 1<<24 - 1
 	p.Events, p.State, p.ReadyAt, p.LastNew = 123456, StateReady, day0.Add(time.Hour), day0.Add(20*time.Minute)
 	return p
 }
@@ -63,11 +64,18 @@ func TestEncodeRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Every listed behavior parses back and is held by the decoded profile.
+	for _, bh := range p.Behaviors() {
+		pb, err := ParseBehavior(bh.String())
+		if err != nil || !q.Has(pb) {
+			t.Errorf("listed behavior %s: parse %v, held %v", bh, err, q.Has(pb))
+		}
+	}
 	if !reflect.DeepEqual(p.Behaviors(), q.Behaviors()) {
 		t.Errorf("behaviors differ after round trip:\n%v\n%v", p.Behaviors(), q.Behaviors())
 	}
 	if q.Key != p.Key || q.State != p.State || q.Parent != p.Parent || !q.ReadyAt.Equal(p.ReadyAt) ||
-		q.Rates != p.Rates || q.Hours != p.Hours || q.Events != p.Events || q.Learned != p.Learned {
+		q.Rates != p.Rates || q.Hours != p.Hours || q.HoursSeen != p.HoursSeen || q.Events != p.Events || q.Learned != p.Learned {
 		t.Errorf("scalars differ: %+v vs %+v", q, p)
 	}
 	if string(q.Encode()) != string(b) {
@@ -132,7 +140,7 @@ func TestParseKeyAndBehavior(t *testing.T) {
 			t.Errorf("ParseKey(%q) succeeded", s)
 		}
 	}
-	for _, s := range []string{"exec:/usr/bin/curl", "connect:10.0.0.1:443", "listen:tcp/80", "read:/proc/{n}/status"} {
+	for _, s := range []string{"exec:/usr/bin/curl", "connect:10.0.0.1:443", "listen:tcp/80", "read:/proc/{n}/status", "connect:api.example:443"} {
 		b, err := ParseBehavior(s)
 		if err != nil || b.String() != s {
 			t.Errorf("ParseBehavior(%q) = %v, %v", s, b, err)
@@ -273,4 +281,37 @@ func TestStoreSurvivesKill9(t *testing.T) {
 	if hot := byRev["rev-1"]; hot == nil || hot.Events < uint64(last) {
 		t.Fatalf("hot profile lost committed updates: %+v (last %d)", hot, last)
 	}
+}
+
+// FuzzParseAndAccept feeds `vigil baseline accept` arguments: any string
+// either fails to parse with a clear error or folds into a profile, which
+// then holds it and still encodes and decodes.
+func FuzzParseAndAccept(f *testing.F) {
+	for _, s := range []string{"exec:/usr/bin/curl", "connect:10.0.0.0/8:443", "connect:[::1]:80",
+		"listen:udp/53", "read:/proc/{n}/status", "write:/var/cache/**", "priv:ptrace", "rate:exec", "listen:tcp/99999", "connect:x", "connect:api.payments.example:443", "connect:Bad Name:1"} {
+		f.Add(s, "shop/Deployment/web:nginx@r1")
+	}
+	f.Fuzz(func(t *testing.T, bs, ks string) {
+		if _, err := ParseKey(ks); err != nil {
+			return
+		}
+		b, err := ParseBehavior(bs)
+		if err != nil {
+			if !errors.Is(err, ErrBadBehavior) {
+				t.Fatalf("ParseBehavior(%q) error does not wrap ErrBadBehavior: %v", bs, err)
+			}
+			return
+		}
+		p := learnedWebProfile(0)
+		grew, err := p.Add(b)
+		if err != nil {
+			return
+		}
+		if grew && !p.Has(b) {
+			t.Fatalf("Add(%s) grew the profile but Has is false", b)
+		}
+		if _, err := DecodeProfile(p.Encode()); err != nil {
+			t.Fatalf("profile after Add(%s) does not decode: %v", b, err)
+		}
+	})
 }

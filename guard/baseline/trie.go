@@ -29,21 +29,26 @@ func generalizeComponent(c string) string {
 	if !hasDigit(c) {
 		return c
 	}
-	var b strings.Builder
-	b.Grow(len(c))
+	return string(appendGeneralized(make([]byte, 0, len(c)+8), c))
+}
+
+// appendGeneralized appends c's generalized form to dst; Match uses it
+// with a stack buffer so that looking up a generalized name does not
+// allocate.
+func appendGeneralized(dst []byte, c string) []byte {
 	for i := 0; i < len(c); {
 		if n := uuidAt(c, i); n > 0 {
-			b.WriteString(tokUUID)
+			dst = append(dst, tokUUID...)
 			i += n
 			continue
 		}
 		if n := dateAt(c, i); n > 0 {
-			b.WriteString(tokDate)
+			dst = append(dst, tokDate...)
 			i += n
 			continue
 		}
 		if isSep(c[i]) {
-			b.WriteByte(c[i])
+			dst = append(dst, c[i])
 			i++
 			continue
 		}
@@ -51,10 +56,10 @@ func generalizeComponent(c string) string {
 		for j < len(c) && !isSep(c[j]) {
 			j++
 		}
-		b.WriteString(generalizePiece(c[i:j]))
+		dst = append(dst, generalizePiece(c[i:j])...)
 		i = j
 	}
-	return b.String()
+	return dst
 }
 
 func isSep(ch byte) bool {
@@ -203,7 +208,8 @@ func (t *pathTrie) Match(path string) bool {
 		}
 		next := n.kids[c]
 		if next == nil && hasDigit(c) {
-			next = n.kids[generalizeComponent(c)]
+			var buf [128]byte
+			next = n.kids[string(appendGeneralized(buf[:0], c))]
 		}
 		if next == nil {
 			ok = false
