@@ -66,7 +66,7 @@ func enforceSuite(t *testing.T, e *Enforcer, rec *recorder, want map[event.Kind]
 		if err := e.Apply(w, []Rule{{Name: "no-exec", Action: alert.ActionBlock, ExecPaths: []string{prog}}}); err != nil {
 			t.Fatal(err)
 		}
-		err := inCgroup(t, w.CgroupPath, prog).Run()
+		err := runBounded(t, inCgroup(t, w.CgroupPath, prog))
 		if !errors.Is(err, execErrno) {
 			t.Fatalf("exec of denied program: err = %v, want %v", err, execErrno)
 		}
@@ -90,7 +90,7 @@ func enforceSuite(t *testing.T, e *Enforcer, rec *recorder, want map[event.Kind]
 		if err := e.Apply(w, []Rule{{Name: "audit-exec", Action: alert.ActionBlock, ExecPaths: []string{prog}}}); err != nil {
 			t.Fatal(err)
 		}
-		if err := inCgroup(t, w.CgroupPath, prog).Run(); err != nil {
+		if err := runBounded(t, inCgroup(t, w.CgroupPath, prog)); err != nil {
 			t.Fatalf("audited exec failed: %v", err)
 		}
 		if !exists(marker) {
@@ -271,7 +271,7 @@ func TestExecKill(t *testing.T) {
 	if err := e.Apply(w, []Rule{{Name: "kill-exec", Action: alert.ActionKill, ExecNames: []string{"killed"}}}); err != nil {
 		t.Fatal(err)
 	}
-	err := inCgroup(t, w.CgroupPath, prog).Run()
+	err := runBounded(t, inCgroup(t, w.CgroupPath, prog))
 	var ee interface{ Sys() any }
 	if !errors.As(err, &ee) {
 		t.Fatalf("exec of kill-listed program: %v, want killed", err)
@@ -292,7 +292,7 @@ func TestExecKill(t *testing.T) {
 	if err := e.Apply(wa, []Rule{{Name: "audit-kill", Action: alert.ActionKill, ExecPaths: []string{prog2}}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := inCgroup(t, wa.CgroupPath, prog2).Run(); err != nil {
+	if err := runBounded(t, inCgroup(t, wa.CgroupPath, prog2)); err != nil {
 		t.Fatalf("audited exec: %v", err)
 	}
 	if !exists(marker2) {

@@ -164,7 +164,19 @@ func helper(t testing.TB, cgroup, mode string, args ...string) string {
 	cmd := inCgroup(t, cgroup, os.Args[0], args...)
 	cmd.Args[0] = os.Args[0]
 	cmd.Env = append(os.Environ(), "VIGIL_ENFORCE_HELPER="+mode)
-	out, err := cmd.CombinedOutput()
+	var buf strings.Builder
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("helper %s: %v", mode, err)
+	}
+	// A helper stuck in a syscall means a backend never answered: fail
+	// with a message instead of hanging the whole test binary.
+	stuck := time.AfterFunc(30*time.Second, func() { cmd.Process.Kill() })
+	err := cmd.Wait()
+	out := buf.String()
+	if !stuck.Stop() {
+		t.Fatalf("helper %s %v hung for 30s (killed): %s", mode, args, out)
+	}
 	if err != nil {
 		t.Fatalf("helper %s %v: %v: %s", mode, args, err, out)
 	}
@@ -234,4 +246,19 @@ func (r *recorder) wait(t testing.TB, what string, pred func(Record) bool) Recor
 	defer r.mu.Unlock()
 	t.Fatalf("no record for %s; have %+v", what, r.recs)
 	return Record{}
+}
+
+// runBounded runs cmd and fails the test if it is still running after 30s
+// (a backend that never answered), instead of hanging the test binary.
+func runBounded(t testing.TB, cmd *exec.Cmd) error {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	stuck := time.AfterFunc(30*time.Second, func() { cmd.Process.Kill() })
+	err := cmd.Wait()
+	if !stuck.Stop() {
+		t.Fatalf("%s hung for 30s (killed)", cmd.Path)
+	}
+	return err
 }

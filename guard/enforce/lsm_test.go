@@ -64,7 +64,7 @@ func TestLSM(t *testing.T) {
 		}
 		cmd := inCgroup(t, w.CgroupPath, os.Args[0], prog)
 		cmd.Env = append(os.Environ(), "VIGIL_ENFORCE_HELPER=exec")
-		err := cmd.Run()
+		err := runBounded(t, cmd)
 		ee, ok := err.(*exec.ExitError)
 		if !ok {
 			t.Fatalf("exec caller survived a kill verdict: %v", err)
