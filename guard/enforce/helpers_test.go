@@ -50,6 +50,26 @@ func TestMain(m *testing.M) {
 		report(syscall.Exec(os.Args[1], os.Args[1:], nil))
 	case "mount":
 		report(syscall.Mount("tmpfs", os.Args[1], "tmpfs", 0, ""))
+	case "ptrace":
+		// Attach to a child of our own, never to anything else.
+		child := exec.Command(os.Args[0])
+		child.Env = append(os.Environ(), "VIGIL_ENFORCE_HELPER=sleep")
+		if err := child.Start(); err != nil {
+			report(err)
+		}
+		err := unix.PtraceAttach(child.Process.Pid)
+		child.Process.Kill()
+		report(err)
+	case "setuid":
+		report(unix.Setuid(65534))
+	case "modreq":
+		// An address family that is a module on Debian kernels (AF_KCM):
+		// socket() asks the kernel to load net-pf-41.
+		fd, err := unix.Socket(41, unix.SOCK_DGRAM, 2)
+		if err == nil {
+			unix.Close(fd)
+		}
+		report(err)
 	case "sleep":
 		time.Sleep(time.Hour)
 	}
@@ -57,6 +77,10 @@ func TestMain(m *testing.M) {
 }
 
 func report(err error) {
+	if err == nil {
+		fmt.Println("ok")
+		os.Exit(0)
+	}
 	var errno syscall.Errno
 	if errors.As(err, &errno) {
 		fmt.Printf("errno %s\n", unix.ErrnoName(errno))
