@@ -392,3 +392,54 @@ func TestApplyErrors(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestAuditPersisted: with AuditDB set, audit-mode decisions land in the
+// store and the would-block report shows them per workload.
+func TestAuditPersisted(t *testing.T) {
+	privtest.RequireBTF(t)
+	db := filepath.Join(t.TempDir(), "audit.db")
+	e, err := New(Config{Modes: suiteModes, AuditDB: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := workload(t, "persisted")
+	ln := newListener(t)
+	if err := e.Apply(w, []Rule{{Name: "audit-connect", Action: alert.ActionBlock,
+		Connect: []NetMatch{{Prefix: netip.MustParsePrefix("127.0.0.1/32"), Port: ln.port()}}}}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if got := helper(t, w.CgroupPath, "connect", fmt.Sprintf("127.0.0.1:%d", ln.port())); got != "ok connected" {
+			t.Fatalf("audited connect: %q", got)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // let the ring buffer reader catch up
+	c, _, err := e.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if c.AuditDrops != 0 || c.AuditWriteErrors != 0 {
+		t.Errorf("counters %+v", c)
+	}
+	s, err := OpenAuditStore(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	recs, err := s.Since(time.Now().Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := ReportWouldBlock(recs)
+	if len(rep) != 1 || rep[0].Workload != w.Key() || len(rep[0].Entries) != 1 {
+		t.Fatalf("report %+v from %+v", rep, recs)
+	}
+	row := rep[0].Entries[0]
+	if row.Rule != "audit-connect" || row.Count != 3 || row.Kind != "connect" || row.Action != "block" ||
+		!strings.Contains(row.Examples[0], fmt.Sprintf("127.0.0.1:%d", ln.port())) {
+		t.Errorf("row %+v", row)
+	}
+}

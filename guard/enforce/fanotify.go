@@ -68,10 +68,10 @@ type fanotify struct {
 	marked  map[string]uint64 // path -> mask
 
 	events, denied, audited, timeouts, self, readErrs atomic.Uint64
-	wg                                      sync.WaitGroup
-	sem                                     chan struct{}
-	closeOnce                               sync.Once
-	closeErr                                error
+	wg                                                sync.WaitGroup
+	sem                                               chan struct{}
+	closeOnce                                         sync.Once
+	closeErr                                          error
 }
 
 // Probe-visible flags. FAN_OPEN_EXEC_PERM needs Linux 5.0.

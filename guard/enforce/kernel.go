@@ -299,6 +299,10 @@ type Counters struct {
 	SkippedSelf  uint64 `json:"skipped_self"`
 	// DecodeErrors counts ring buffer samples userspace could not read.
 	DecodeErrors uint64 `json:"decode_errors"`
+	// AuditDrops counts records not persisted because the store was
+	// behind; AuditWriteErrors those whose write failed.
+	AuditDrops       uint64 `json:"audit_drops"`
+	AuditWriteErrors uint64 `json:"audit_write_errors"`
 }
 
 // Close detaches everything the guard attached. Pinned objects stay in
