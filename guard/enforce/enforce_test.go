@@ -287,6 +287,21 @@ func TestExecKill(t *testing.T) {
 		t.Errorf("record %+v", r)
 	}
 
+	// Without BPF-LSM a name-based "block" can only be carried out as a
+	// kill (fanotify matches inodes, not names); the record says "kill".
+	wb := workload(t, "block-by-name")
+	prog3, marker3 := writeMarkerProgram(t, dir, "blockedbyname")
+	if err := e.Apply(wb, []Rule{{Name: "block-name", Action: alert.ActionBlock, ExecNames: []string{"blockedbyname"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := runBounded(t, inCgroup(t, wb.CgroupPath, prog3)); err == nil || exists(marker3) {
+		t.Fatalf("name-blocked program ran: err=%v marker=%v", err, exists(marker3))
+	}
+	r = rec.wait(t, "block by name", func(r Record) bool { return r.Rule == "block-name" })
+	if !r.Denied || r.Action != alert.ActionKill || r.Backend != BackendExecKill {
+		t.Errorf("record %+v", r)
+	}
+
 	wa := workload(t, "kill-audit")
 	prog2, marker2 := writeMarkerProgram(t, dir, "audited")
 	if err := e.Apply(wa, []Rule{{Name: "audit-kill", Action: alert.ActionKill, ExecPaths: []string{prog2}}}); err != nil {

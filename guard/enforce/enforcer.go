@@ -447,11 +447,18 @@ func (e *Enforcer) Apply(w Workload, rules []Rule) (err error) {
 			for i := 0; i < len(n); i++ {
 				k.Name[i] = int8(n[i])
 			}
-			if err := e.put(a, e.k.maps["name_deny"], k, v); err != nil {
-				return err
+			nv := v
+			if !lsm && r.Action == alert.ActionBlock {
+				// fanotify marks inodes and cannot match a name, so without
+				// BPF-LSM a name "block" is carried out by the exec_kill
+				// rung, as a kill; the record says so.
+				if !e.report.Active(BackendExecKill) {
+					uncovered = append(uncovered, r.Name+": exec name")
+				}
+				nv.Action = uint8(alert.ActionKill)
 			}
-			if !lsm && r.Action == alert.ActionBlock && (e.fan == nil) && !e.report.Active(BackendExecKill) {
-				uncovered = append(uncovered, r.Name+": exec name")
+			if err := e.put(a, e.k.maps["name_deny"], k, nv); err != nil {
+				return err
 			}
 		}
 		for _, p := range r.OpenPaths {
