@@ -183,6 +183,28 @@ func enforceSuite(t *testing.T, e *Enforcer, rec *recorder, want map[event.Kind]
 		}
 	})
 
+	t.Run("bind deny", func(t *testing.T) {
+		w := workload(t, "bind-deny")
+		free := newListener(t)
+		port := free.port()
+		free.ln.Close() // a port that was free a moment ago
+		if err := e.Apply(w, []Rule{{Name: "no-listen", Action: alert.ActionBlock,
+			Bind: []NetMatch{{Prefix: netip.MustParsePrefix("127.0.0.0/8"), Port: port}}}}); err != nil {
+			t.Fatal(err)
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		if got := helper(t, w.CgroupPath, "bind", addr); got != "errno EPERM" {
+			t.Fatalf("denied bind: %q", got)
+		}
+		r := rec.wait(t, "bind deny", func(r Record) bool { return r.Rule == "no-listen" })
+		if !r.Denied || r.Backend != BackendCgroupSock || r.Kind != event.KindBind || r.Port != port {
+			t.Errorf("record %+v", r)
+		}
+		if got := helper(t, testCgroup(t), "bind", addr); got != "ok bound" {
+			t.Fatalf("bind outside the workload: %q", got)
+		}
+	})
+
 	t.Run("connect audit twin connects and records", func(t *testing.T) {
 		w := workload(t, "connect-audit")
 		ln := newListener(t)

@@ -241,9 +241,13 @@ func (e *Enforcer) probeAndLoad() error {
 		if e.disabled(BackendCgroupSock) {
 			cgErr = off
 		} else {
-			cgErr = e.k.loadCgroup()
+			cgErr = e.k.loadCgroup(lsm)
 		}
-		set(BackendCgroupSock, coverIf(!lsm, "connect", "sendmsg", "bind"), cgErr)
+		covers := []string{"connect", "sendmsg", "bind"}
+		if lsm {
+			covers = covers[1:] // the LSM socket_connect hook decides connects
+		}
+		set(BackendCgroupSock, covers, cgErr)
 		var exErr error
 		if e.disabled(BackendExecKill) {
 			exErr = off
@@ -484,9 +488,13 @@ func (e *Enforcer) Apply(w Workload, rules []Rule) (err error) {
 					return fmt.Errorf("rule %s: %w", r.Name, err)
 				}
 			}
-			if len(ms) > 0 && !lsm {
+			// sendmsg and bind are decided by the sock_addr programs even
+			// with BPF-LSM, whose socket_connect hook covers connect only.
+			if len(ms) > 0 {
 				if !e.report.Active(BackendCgroupSock) {
-					uncovered = append(uncovered, r.Name+": "+kind.String())
+					if !lsm || kind == event.KindBind {
+						uncovered = append(uncovered, r.Name+": "+kind.String())
+					}
 					continue
 				}
 				if err := e.k.attachCgroup(w.CgroupPath); err != nil {

@@ -46,6 +46,13 @@ func TestMain(m *testing.M) {
 		}
 		c.Close()
 		fmt.Println("ok connected")
+	case "bind":
+		ln, err := net.Listen("tcp4", os.Args[1])
+		if err != nil {
+			report(err)
+		}
+		ln.Close()
+		fmt.Println("ok bound")
 	case "exec":
 		report(syscall.Exec(os.Args[1], os.Args[1:], nil))
 	case "mount":

@@ -91,12 +91,16 @@ func (k *kernel) opts() *ebpf.CollectionOptions {
 }
 
 // loadCgroup loads the sock_addr programs; they attach per workload cgroup.
-func (k *kernel) loadCgroup() error {
+// With BPF-LSM deciding connects, the connect programs stand aside.
+func (k *kernel) loadCgroup(lsmCoversConnect bool) error {
 	spec, err := enforcebpf.LoadCgroup()
 	if err != nil {
 		return fmt.Errorf("load cgroup spec: %w", err)
 	}
 	if err := setConst(spec, "guard_tgid", k.guardPID); err != nil {
+		return err
+	}
+	if err := setConst(spec, "lsm_covers_connect", boolU32(lsmCoversConnect)); err != nil {
 		return err
 	}
 	objs := new(enforcebpf.CgroupObjects)
