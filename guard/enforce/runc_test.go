@@ -1,6 +1,7 @@
 package enforce
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -86,7 +87,9 @@ func newRuncContainer(t *testing.T, script string) *runcContainer {
 		t.Fatal(err)
 	}
 	defer out.Close()
-	cmd := exec.Command("runc", "create", "--bundle", c.bundle, c.id)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "runc", "create", "--bundle", c.bundle, c.id)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, out, out
 	if err := cmd.Run(); err != nil {
 		b, _ := os.ReadFile(c.out)
@@ -102,7 +105,9 @@ func newRuncContainer(t *testing.T, script string) *runcContainer {
 // run starts the container and returns its output once it has exited.
 func (c *runcContainer) run(t *testing.T) string {
 	t.Helper()
-	if out, err := exec.Command("runc", "start", c.id).CombinedOutput(); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, "runc", "start", c.id).CombinedOutput(); err != nil {
 		t.Fatalf("runc start: %v: %s", err, out)
 	}
 	// Done when the script's last line ("rc=N") is out, or when runc says
@@ -110,7 +115,7 @@ func (c *runcContainer) run(t *testing.T) string {
 	deadline := time.Now().Add(20 * time.Second)
 	var out string
 	for time.Now().Before(deadline) {
-		st, _ := exec.Command("runc", "state", c.id).Output()
+		st, _ := exec.CommandContext(ctx, "runc", "state", c.id).Output()
 		stopped := strings.Contains(string(st), `"stopped"`)
 		b, err := os.ReadFile(c.out)
 		if err != nil {
