@@ -54,21 +54,22 @@ type CgroupVerdict struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	CgroupMapCounters       = "counters"
-	CgroupMapInodeDeny      = "inode_deny"
-	CgroupMapNameDeny       = "name_deny"
-	CgroupMapNetDeny        = "net_deny"
-	CgroupMapPrivDeny       = "priv_deny"
-	CgroupMapRecords        = "records"
-	CgroupMapWorkloads      = "workloads"
-	CgroupProgVigilBind4    = "vigil_bind4"
-	CgroupProgVigilBind6    = "vigil_bind6"
-	CgroupProgVigilConnect4 = "vigil_connect4"
-	CgroupProgVigilConnect6 = "vigil_connect6"
-	CgroupProgVigilSendmsg4 = "vigil_sendmsg4"
-	CgroupProgVigilSendmsg6 = "vigil_sendmsg6"
-	CgroupVarGuardTgid      = "guard_tgid"
-	CgroupVarUnusedRecord   = "unused_record"
+	CgroupMapCounters         = "counters"
+	CgroupMapInodeDeny        = "inode_deny"
+	CgroupMapNameDeny         = "name_deny"
+	CgroupMapNetDeny          = "net_deny"
+	CgroupMapPrivDeny         = "priv_deny"
+	CgroupMapRecords          = "records"
+	CgroupMapWorkloads        = "workloads"
+	CgroupProgVigilBind4      = "vigil_bind4"
+	CgroupProgVigilBind6      = "vigil_bind6"
+	CgroupProgVigilConnect4   = "vigil_connect4"
+	CgroupProgVigilConnect6   = "vigil_connect6"
+	CgroupProgVigilSendmsg4   = "vigil_sendmsg4"
+	CgroupProgVigilSendmsg6   = "vigil_sendmsg6"
+	CgroupVarGuardTgid        = "guard_tgid"
+	CgroupVarLsmCoversConnect = "lsm_covers_connect"
+	CgroupVarUnusedRecord     = "unused_record"
 )
 
 // LoadCgroup returns the embedded CollectionSpec for Cgroup.
@@ -138,8 +139,9 @@ type CgroupMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type CgroupVariableSpecs struct {
-	GuardTgid    *ebpf.VariableSpec `ebpf:"guard_tgid"`
-	UnusedRecord *ebpf.VariableSpec `ebpf:"unused_record"`
+	GuardTgid        *ebpf.VariableSpec `ebpf:"guard_tgid"`
+	LsmCoversConnect *ebpf.VariableSpec `ebpf:"lsm_covers_connect"`
+	UnusedRecord     *ebpf.VariableSpec `ebpf:"unused_record"`
 }
 
 // CgroupObjects contains all objects after they have been loaded into the kernel.
@@ -187,8 +189,9 @@ func (m *CgroupMaps) Close() error {
 //
 // It can be passed to LoadCgroupObjects or ebpf.CollectionSpec.LoadAndAssign.
 type CgroupVariables struct {
-	GuardTgid    *ebpf.Variable `ebpf:"guard_tgid"`
-	UnusedRecord *ebpf.Variable `ebpf:"unused_record"`
+	GuardTgid        *ebpf.Variable `ebpf:"guard_tgid"`
+	LsmCoversConnect *ebpf.Variable `ebpf:"lsm_covers_connect"`
+	UnusedRecord     *ebpf.Variable `ebpf:"unused_record"`
 }
 
 // CgroupPrograms contains all programs after they have been loaded into the kernel.

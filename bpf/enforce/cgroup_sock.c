@@ -8,8 +8,12 @@
  *   connect4/6, sendmsg4/6: deny (workload, connect, dst addr, dst port)
  *   bind4/6:                deny (workload, bind, local addr, local port)
  *
- * Returning 0 makes the syscall fail with EPERM; 1 lets it through. */
+ * Returning 0 makes the syscall fail with EPERM; 1 lets it through.
+ * With BPF-LSM active, its socket_connect hook decides connects (and runs
+ * first), so connect4/6 stand aside and only sendmsg and bind decide here. */
 #include "enforce.h"
+
+volatile const __u32 lsm_covers_connect = 0;
 
 static __always_inline int check4(struct bpf_sock_addr *ctx, __u16 kind)
 {
@@ -51,10 +55,20 @@ static __always_inline int check6(struct bpf_sock_addr *ctx, __u16 kind)
 }
 
 SEC("cgroup/connect4")
-int vigil_connect4(struct bpf_sock_addr *ctx) { return check4(ctx, KIND_CONNECT); }
+int vigil_connect4(struct bpf_sock_addr *ctx)
+{
+	if (lsm_covers_connect)
+		return 1;
+	return check4(ctx, KIND_CONNECT);
+}
 
 SEC("cgroup/connect6")
-int vigil_connect6(struct bpf_sock_addr *ctx) { return check6(ctx, KIND_CONNECT); }
+int vigil_connect6(struct bpf_sock_addr *ctx)
+{
+	if (lsm_covers_connect)
+		return 1;
+	return check6(ctx, KIND_CONNECT);
+}
 
 SEC("cgroup/sendmsg4")
 int vigil_sendmsg4(struct bpf_sock_addr *ctx) { return check4(ctx, KIND_CONNECT); }

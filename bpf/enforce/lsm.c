@@ -128,12 +128,13 @@ int BPF_PROG(vigil_module_request, char *kmod_name, int ret)
 }
 
 /* kernel_read_file covers finit_module; it also sees firmware and kexec
- * reads, so only READING_MODULE (2 on 6.1 and 6.18) counts as a module load. */
+ * reads, so only READING_MODULE counts as a module load. Its value is taken
+ * from the running kernel's BTF (CO-RE enum relocation). */
 SEC("lsm/kernel_read_file")
 int BPF_PROG(vigil_kernel_read_file, struct file *file, enum kernel_read_file_id id, bool contents,
 	     int ret)
 {
-	if (id != READING_MODULE)
+	if (id != bpf_core_enum_value(enum kernel_read_file_id, READING_MODULE))
 		return ret;
 	return priv_hook(ret, KIND_MODULE_LOAD);
 }

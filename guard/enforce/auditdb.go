@@ -84,6 +84,30 @@ func (s *AuditStore) Put(r StoredRecord) error {
 	})
 }
 
+// PutBatch stores records in one transaction (one fsync).
+func (s *AuditStore) PutBatch(rs []StoredRecord) error {
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketRecords)
+		for _, r := range rs {
+			s.mu.Lock()
+			s.seq++
+			seq := s.seq
+			s.mu.Unlock()
+			var key [12]byte
+			binary.BigEndian.PutUint64(key[:8], uint64(r.Time.UnixNano()))
+			binary.BigEndian.PutUint32(key[8:], seq)
+			val, err := json.Marshal(r)
+			if err != nil {
+				return err
+			}
+			if err := b.Put(key[:], val); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // Since returns every record at or after t, oldest first.
 func (s *AuditStore) Since(t time.Time) ([]StoredRecord, error) {
 	var out []StoredRecord

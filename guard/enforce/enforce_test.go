@@ -66,7 +66,7 @@ func enforceSuite(t *testing.T, e *Enforcer, rec *recorder, want map[event.Kind]
 		if err := e.Apply(w, []Rule{{Name: "no-exec", Action: alert.ActionBlock, ExecPaths: []string{prog}}}); err != nil {
 			t.Fatal(err)
 		}
-		err := inCgroup(t, w.CgroupPath, prog).Run()
+		err := runBounded(t, inCgroup(t, w.CgroupPath, prog))
 		if !errors.Is(err, execErrno) {
 			t.Fatalf("exec of denied program: err = %v, want %v", err, execErrno)
 		}
@@ -90,7 +90,7 @@ func enforceSuite(t *testing.T, e *Enforcer, rec *recorder, want map[event.Kind]
 		if err := e.Apply(w, []Rule{{Name: "audit-exec", Action: alert.ActionBlock, ExecPaths: []string{prog}}}); err != nil {
 			t.Fatal(err)
 		}
-		if err := inCgroup(t, w.CgroupPath, prog).Run(); err != nil {
+		if err := runBounded(t, inCgroup(t, w.CgroupPath, prog)); err != nil {
 			t.Fatalf("audited exec failed: %v", err)
 		}
 		if !exists(marker) {
@@ -183,6 +183,28 @@ func enforceSuite(t *testing.T, e *Enforcer, rec *recorder, want map[event.Kind]
 		}
 	})
 
+	t.Run("bind deny", func(t *testing.T) {
+		w := workload(t, "bind-deny")
+		free := newListener(t)
+		port := free.port()
+		free.ln.Close() // a port that was free a moment ago
+		if err := e.Apply(w, []Rule{{Name: "no-listen", Action: alert.ActionBlock,
+			Bind: []NetMatch{{Prefix: netip.MustParsePrefix("127.0.0.0/8"), Port: port}}}}); err != nil {
+			t.Fatal(err)
+		}
+		addr := fmt.Sprintf("127.0.0.1:%d", port)
+		if got := helper(t, w.CgroupPath, "bind", addr); got != "errno EPERM" {
+			t.Fatalf("denied bind: %q", got)
+		}
+		r := rec.wait(t, "bind deny", func(r Record) bool { return r.Rule == "no-listen" })
+		if !r.Denied || r.Backend != BackendCgroupSock || r.Kind != event.KindBind || r.Port != port {
+			t.Errorf("record %+v", r)
+		}
+		if got := helper(t, testCgroup(t), "bind", addr); got != "ok bound" {
+			t.Fatalf("bind outside the workload: %q", got)
+		}
+	})
+
 	t.Run("connect audit twin connects and records", func(t *testing.T) {
 		w := workload(t, "connect-audit")
 		ln := newListener(t)
@@ -271,7 +293,7 @@ func TestExecKill(t *testing.T) {
 	if err := e.Apply(w, []Rule{{Name: "kill-exec", Action: alert.ActionKill, ExecNames: []string{"killed"}}}); err != nil {
 		t.Fatal(err)
 	}
-	err := inCgroup(t, w.CgroupPath, prog).Run()
+	err := runBounded(t, inCgroup(t, w.CgroupPath, prog))
 	var ee interface{ Sys() any }
 	if !errors.As(err, &ee) {
 		t.Fatalf("exec of kill-listed program: %v, want killed", err)
@@ -287,12 +309,27 @@ func TestExecKill(t *testing.T) {
 		t.Errorf("record %+v", r)
 	}
 
+	// Without BPF-LSM a name-based "block" can only be carried out as a
+	// kill (fanotify matches inodes, not names); the record says "kill".
+	wb := workload(t, "block-by-name")
+	prog3, marker3 := writeMarkerProgram(t, dir, "blockedbyname")
+	if err := e.Apply(wb, []Rule{{Name: "block-name", Action: alert.ActionBlock, ExecNames: []string{"blockedbyname"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := runBounded(t, inCgroup(t, wb.CgroupPath, prog3)); err == nil || exists(marker3) {
+		t.Fatalf("name-blocked program ran: err=%v marker=%v", err, exists(marker3))
+	}
+	r = rec.wait(t, "block by name", func(r Record) bool { return r.Rule == "block-name" })
+	if !r.Denied || r.Action != alert.ActionKill || r.Backend != BackendExecKill {
+		t.Errorf("record %+v", r)
+	}
+
 	wa := workload(t, "kill-audit")
 	prog2, marker2 := writeMarkerProgram(t, dir, "audited")
 	if err := e.Apply(wa, []Rule{{Name: "audit-kill", Action: alert.ActionKill, ExecPaths: []string{prog2}}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := inCgroup(t, wa.CgroupPath, prog2).Run(); err != nil {
+	if err := runBounded(t, inCgroup(t, wa.CgroupPath, prog2)); err != nil {
 		t.Fatalf("audited exec: %v", err)
 	}
 	if !exists(marker2) {
@@ -390,5 +427,56 @@ func TestApplyErrors(t *testing.T) {
 	}
 	if err := e.Remove(w); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestAuditPersisted: with AuditDB set, audit-mode decisions land in the
+// store and the would-block report shows them per workload.
+func TestAuditPersisted(t *testing.T) {
+	privtest.RequireBTF(t)
+	db := filepath.Join(t.TempDir(), "audit.db")
+	e, err := New(Config{Modes: suiteModes, AuditDB: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := workload(t, "persisted")
+	ln := newListener(t)
+	if err := e.Apply(w, []Rule{{Name: "audit-connect", Action: alert.ActionBlock,
+		Connect: []NetMatch{{Prefix: netip.MustParsePrefix("127.0.0.1/32"), Port: ln.port()}}}}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if got := helper(t, w.CgroupPath, "connect", fmt.Sprintf("127.0.0.1:%d", ln.port())); got != "ok connected" {
+			t.Fatalf("audited connect: %q", got)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // let the ring buffer reader catch up
+	c, _, err := e.Counters()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if c.AuditDrops != 0 || c.AuditWriteErrors != 0 {
+		t.Errorf("counters %+v", c)
+	}
+	s, err := OpenAuditStore(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	recs, err := s.Since(time.Now().Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := ReportWouldBlock(recs)
+	if len(rep) != 1 || rep[0].Workload != w.Key() || len(rep[0].Entries) != 1 {
+		t.Fatalf("report %+v from %+v", rep, recs)
+	}
+	row := rep[0].Entries[0]
+	if row.Rule != "audit-connect" || row.Count != 3 || row.Kind != "connect" || row.Action != "block" ||
+		!strings.Contains(row.Examples[0], fmt.Sprintf("127.0.0.1:%d", ln.port())) {
+		t.Errorf("row %+v", row)
 	}
 }

@@ -43,6 +43,9 @@ type Config struct {
 	FanotifyDeadline time.Duration
 	// Cgroup2Root is the cgroup v2 mount; "" finds it.
 	Cgroup2Root string
+	// AuditDB, when set, persists every decision record there (bbolt) for
+	// `vigil report would-block`; DefaultAuditDB is the usual path.
+	AuditDB string
 	// OnRecord receives every decision record, from every backend. It is
 	// called from one goroutine per backend and must not block for long.
 	OnRecord func(Record)
@@ -110,8 +113,13 @@ type Enforcer struct {
 	fanTgts   map[string][]fanTarget
 
 	decodeErrs atomic.Uint64
+	store      *AuditStore
+	storeCh    chan StoredRecord
+	storeDrops atomic.Uint64
+	storeErrs  atomic.Uint64
 
 	wg        sync.WaitGroup
+	storeWG   sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -157,6 +165,15 @@ func New(cfg Config) (*Enforcer, error) {
 	e := &Enforcer{cfg: cfg, resolver: res, cg2: cg2, workloads: map[string]*applied{},
 		byID: map[uint32]string{}, byCgroup: map[uint64]uint32{}, rules: map[uint32]string{},
 		ruleIDs: map[string]uint32{}, fanTgts: map[string][]fanTarget{}}
+	if cfg.AuditDB != "" {
+		st, err := OpenAuditStore(cfg.AuditDB)
+		if err != nil {
+			return nil, err
+		}
+		e.store, e.storeCh = st, make(chan StoredRecord, 4096)
+		e.storeWG.Add(1)
+		go e.persist()
+	}
 	if err := e.probeAndLoad(); err != nil {
 		e.Close()
 		return nil, err
@@ -224,9 +241,13 @@ func (e *Enforcer) probeAndLoad() error {
 		if e.disabled(BackendCgroupSock) {
 			cgErr = off
 		} else {
-			cgErr = e.k.loadCgroup()
+			cgErr = e.k.loadCgroup(lsm)
 		}
-		set(BackendCgroupSock, coverIf(!lsm, "connect", "sendmsg", "bind"), cgErr)
+		covers := []string{"connect", "sendmsg", "bind"}
+		if lsm {
+			covers = covers[1:] // the LSM socket_connect hook decides connects
+		}
+		set(BackendCgroupSock, covers, cgErr)
 		var exErr error
 		if e.disabled(BackendExecKill) {
 			exErr = off
@@ -276,7 +297,43 @@ func (e *Enforcer) emit(r Record) {
 	r.Workload = e.byID[r.WorkloadID]
 	r.Rule = e.rules[r.RuleID]
 	e.mu.RUnlock()
+	e.record(r)
+}
+
+// record hands a named record to the caller and to the audit store.
+func (e *Enforcer) record(r Record) {
+	if e.store != nil {
+		select {
+		case e.storeCh <- r.Stored(time.Now(), monotonicNs()):
+		default:
+			// The store is behind; never stall a decision path on disk.
+			e.storeDrops.Add(1)
+		}
+	}
 	e.cfg.OnRecord(r)
+}
+
+// persist writes records in batches: one transaction per burst.
+func (e *Enforcer) persist() {
+	defer e.storeWG.Done()
+	for r := range e.storeCh {
+		batch := []StoredRecord{r}
+	drain:
+		for len(batch) < 512 {
+			select {
+			case r, ok := <-e.storeCh:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		if err := e.store.PutBatch(batch); err != nil {
+			e.storeErrs.Add(uint64(len(batch)))
+		}
+	}
 }
 
 func (e *Enforcer) readRecords() {
@@ -394,11 +451,18 @@ func (e *Enforcer) Apply(w Workload, rules []Rule) (err error) {
 			for i := 0; i < len(n); i++ {
 				k.Name[i] = int8(n[i])
 			}
-			if err := e.put(a, e.k.maps["name_deny"], k, v); err != nil {
-				return err
+			nv := v
+			if !lsm && r.Action == alert.ActionBlock {
+				// fanotify marks inodes and cannot match a name, so without
+				// BPF-LSM a name "block" is carried out by the exec_kill
+				// rung, as a kill; the record says so.
+				if !e.report.Active(BackendExecKill) {
+					uncovered = append(uncovered, r.Name+": exec name")
+				}
+				nv.Action = uint8(alert.ActionKill)
 			}
-			if !lsm && r.Action == alert.ActionBlock && (e.fan == nil) && !e.report.Active(BackendExecKill) {
-				uncovered = append(uncovered, r.Name+": exec name")
+			if err := e.put(a, e.k.maps["name_deny"], k, nv); err != nil {
+				return err
 			}
 		}
 		for _, p := range r.OpenPaths {
@@ -424,9 +488,13 @@ func (e *Enforcer) Apply(w Workload, rules []Rule) (err error) {
 					return fmt.Errorf("rule %s: %w", r.Name, err)
 				}
 			}
-			if len(ms) > 0 && !lsm {
+			// sendmsg and bind are decided by the sock_addr programs even
+			// with BPF-LSM, whose socket_connect hook covers connect only.
+			if len(ms) > 0 {
 				if !e.report.Active(BackendCgroupSock) {
-					uncovered = append(uncovered, r.Name+": "+kind.String())
+					if !lsm || kind == event.KindBind {
+						uncovered = append(uncovered, r.Name+": "+kind.String())
+					}
 					continue
 				}
 				if err := e.k.attachCgroup(w.CgroupPath); err != nil {
@@ -575,7 +643,7 @@ func (e *Enforcer) Kill(w Workload, rule string, pid uint32, startTicks uint64) 
 		}
 		r.Denied = true
 	}
-	e.cfg.OnRecord(r)
+	e.record(r)
 	return r, nil
 }
 
@@ -611,12 +679,15 @@ func (e *Enforcer) Counters() (Counters, FanotifyCounters, error) {
 	}
 	c, err := e.k.counters()
 	c.DecodeErrors = e.decodeErrs.Load()
+	c.AuditDrops = e.storeDrops.Load()
+	c.AuditWriteErrors = e.storeErrs.Load()
 	return c, fc, err
 }
 
-// Close shuts down in this order: fanotify first (pending events are
+// Close shuts down in this order (the Enforcer must not be used after): fanotify first (pending events are
 // allowed by the kernel), then the ring buffer reader, then programs and
-// maps. With a pin path, the pinned set keeps enforcing after Close.
+// maps, and last the audit store, once every producer has stopped. With a
+// pin path, the pinned set keeps enforcing after Close.
 func (e *Enforcer) Close() error {
 	e.closeOnce.Do(func() {
 		var errs []error
@@ -627,6 +698,12 @@ func (e *Enforcer) Close() error {
 			errs = append(errs, e.k.Close())
 		}
 		e.wg.Wait()
+		// Every producer has stopped: flush the store last.
+		if e.store != nil {
+			close(e.storeCh)
+			e.storeWG.Wait()
+			errs = append(errs, e.store.Close())
+		}
 		e.closeErr = errors.Join(errs...)
 	})
 	return e.closeErr

@@ -46,6 +46,8 @@ type FanotifyCounters struct {
 	Timeouts uint64 `json:"timeouts"`
 	// SelfAllowed counts the guard's own accesses, always allowed.
 	SelfAllowed uint64 `json:"self_allowed"`
+	// ReadErrors counts failed reads of the fanotify group.
+	ReadErrors uint64 `json:"read_errors"`
 }
 
 // fanotify is the exec/open rung without BPF-LSM: permission events on
@@ -65,11 +67,11 @@ type fanotify struct {
 	targets []fanTarget
 	marked  map[string]uint64 // path -> mask
 
-	events, denied, audited, timeouts, self atomic.Uint64
-	wg                                      sync.WaitGroup
-	sem                                     chan struct{}
-	closeOnce                               sync.Once
-	closeErr                                error
+	events, denied, audited, timeouts, self, readErrs atomic.Uint64
+	wg                                                sync.WaitGroup
+	sem                                               chan struct{}
+	closeOnce                                         sync.Once
+	closeErr                                          error
 }
 
 // Probe-visible flags. FAN_OPEN_EXEC_PERM needs Linux 5.0.
@@ -171,7 +173,12 @@ func (f *fanotify) loop() {
 			if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
 				continue
 			}
-			return
+			// The kernel could not hand an event over (e.g. it failed to
+			// open the file for us) and answered it "deny" itself. Keep
+			// reading: returning would leave every later event waiting.
+			f.readErrs.Add(1)
+			time.Sleep(time.Millisecond)
+			continue
 		}
 		for off := 0; off+fanMetaSize <= n; {
 			meta, err := parseFanMeta(buf[off:n])
@@ -327,7 +334,8 @@ func (f *fanotify) decide(meta unix.FanotifyEventMetadata) (uint32, *Record) {
 
 func (f *fanotify) counters() FanotifyCounters {
 	return FanotifyCounters{Events: f.events.Load(), Denied: f.denied.Load(), Audited: f.audited.Load(),
-		Timeouts: f.timeouts.Load(), SelfAllowed: f.self.Load()}
+		Timeouts: f.timeouts.Load(), SelfAllowed: f.self.Load(),
+		ReadErrors: f.readErrs.Load()}
 }
 
 // Close stops the reader and closes the group; the kernel allows any

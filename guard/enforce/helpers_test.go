@@ -46,10 +46,37 @@ func TestMain(m *testing.M) {
 		}
 		c.Close()
 		fmt.Println("ok connected")
+	case "bind":
+		ln, err := net.Listen("tcp4", os.Args[1])
+		if err != nil {
+			report(err)
+		}
+		ln.Close()
+		fmt.Println("ok bound")
 	case "exec":
 		report(syscall.Exec(os.Args[1], os.Args[1:], nil))
 	case "mount":
 		report(syscall.Mount("tmpfs", os.Args[1], "tmpfs", 0, ""))
+	case "ptrace":
+		// Attach to a child of our own, never to anything else.
+		child := exec.Command(os.Args[0])
+		child.Env = append(os.Environ(), "VIGIL_ENFORCE_HELPER=sleep")
+		if err := child.Start(); err != nil {
+			report(err)
+		}
+		err := unix.PtraceAttach(child.Process.Pid)
+		child.Process.Kill()
+		report(err)
+	case "setuid":
+		report(unix.Setuid(65534))
+	case "modreq":
+		// An address family that is a module on Debian kernels (AF_KCM):
+		// socket() asks the kernel to load net-pf-41.
+		fd, err := unix.Socket(41, unix.SOCK_DGRAM, 2)
+		if err == nil {
+			unix.Close(fd)
+		}
+		report(err)
 	case "sleep":
 		time.Sleep(time.Hour)
 	}
@@ -57,6 +84,10 @@ func TestMain(m *testing.M) {
 }
 
 func report(err error) {
+	if err == nil {
+		fmt.Println("ok")
+		os.Exit(0)
+	}
 	var errno syscall.Errno
 	if errors.As(err, &errno) {
 		fmt.Printf("errno %s\n", unix.ErrnoName(errno))
@@ -164,7 +195,19 @@ func helper(t testing.TB, cgroup, mode string, args ...string) string {
 	cmd := inCgroup(t, cgroup, os.Args[0], args...)
 	cmd.Args[0] = os.Args[0]
 	cmd.Env = append(os.Environ(), "VIGIL_ENFORCE_HELPER="+mode)
-	out, err := cmd.CombinedOutput()
+	var buf strings.Builder
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("helper %s: %v", mode, err)
+	}
+	// A helper stuck in a syscall means a backend never answered: fail
+	// with a message instead of hanging the whole test binary.
+	stuck := time.AfterFunc(30*time.Second, func() { cmd.Process.Kill() })
+	err := cmd.Wait()
+	out := buf.String()
+	if !stuck.Stop() {
+		t.Fatalf("helper %s %v hung for 30s (killed): %s", mode, args, out)
+	}
 	if err != nil {
 		t.Fatalf("helper %s %v: %v: %s", mode, args, err, out)
 	}
@@ -234,4 +277,19 @@ func (r *recorder) wait(t testing.TB, what string, pred func(Record) bool) Recor
 	defer r.mu.Unlock()
 	t.Fatalf("no record for %s; have %+v", what, r.recs)
 	return Record{}
+}
+
+// runBounded runs cmd and fails the test if it is still running after 30s
+// (a backend that never answered), instead of hanging the test binary.
+func runBounded(t testing.TB, cmd *exec.Cmd) error {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	stuck := time.AfterFunc(30*time.Second, func() { cmd.Process.Kill() })
+	err := cmd.Wait()
+	if !stuck.Stop() {
+		t.Fatalf("%s hung for 30s (killed)", cmd.Path)
+	}
+	return err
 }

@@ -91,12 +91,16 @@ func (k *kernel) opts() *ebpf.CollectionOptions {
 }
 
 // loadCgroup loads the sock_addr programs; they attach per workload cgroup.
-func (k *kernel) loadCgroup() error {
+// With BPF-LSM deciding connects, the connect programs stand aside.
+func (k *kernel) loadCgroup(lsmCoversConnect bool) error {
 	spec, err := enforcebpf.LoadCgroup()
 	if err != nil {
 		return fmt.Errorf("load cgroup spec: %w", err)
 	}
 	if err := setConst(spec, "guard_tgid", k.guardPID); err != nil {
+		return err
+	}
+	if err := setConst(spec, "lsm_covers_connect", boolU32(lsmCoversConnect)); err != nil {
 		return err
 	}
 	objs := new(enforcebpf.CgroupObjects)
@@ -299,6 +303,10 @@ type Counters struct {
 	SkippedSelf  uint64 `json:"skipped_self"`
 	// DecodeErrors counts ring buffer samples userspace could not read.
 	DecodeErrors uint64 `json:"decode_errors"`
+	// AuditDrops counts records not persisted because the store was
+	// behind; AuditWriteErrors those whose write failed.
+	AuditDrops       uint64 `json:"audit_drops"`
+	AuditWriteErrors uint64 `json:"audit_write_errors"`
 }
 
 // Close detaches everything the guard attached. Pinned objects stay in

@@ -44,17 +44,41 @@ func TestLSM(t *testing.T) {
 		event.KindExec: BackendLSM, event.KindOpen: BackendLSM, event.KindConnect: BackendLSM,
 	}, syscall.EPERM)
 
-	t.Run("mount deny", func(t *testing.T) {
-		w := workload(t, "mount-deny")
-		if err := e.Apply(w, []Rule{{Name: "no-mount", Action: alert.ActionBlock, Deny: []event.Kind{event.KindMount}}}); err != nil {
-			t.Fatal(err)
-		}
-		dir := t.TempDir()
-		if got := helper(t, w.CgroupPath, "mount", dir); got != "errno EPERM" {
-			t.Fatalf("denied mount: %q", got)
-		}
-		rec.wait(t, "mount deny", func(r Record) bool { return r.Rule == "no-mount" && r.Denied })
-	})
+	for _, tc := range []struct {
+		kind   event.Kind
+		helper string
+		arg    string
+		want   string // helper output under the deny
+	}{
+		{event.KindMount, "mount", t.TempDir(), "errno EPERM"},
+		{event.KindPtrace, "ptrace", "", "errno EPERM"},
+		{event.KindSetuid, "setuid", "", "errno EPERM"},
+		// The module request is denied inside socket(), which then fails
+		// with EAFNOSUPPORT as for any missing module: the record proves it.
+		{event.KindModuleLoad, "modreq", "", "errno EAFNOSUPPORT"},
+	} {
+		t.Run(tc.kind.String()+" deny", func(t *testing.T) {
+			w := workload(t, tc.kind.String()+"-deny")
+			rule := "no-" + tc.kind.String()
+			if err := e.Apply(w, []Rule{{Name: rule, Action: alert.ActionBlock, Deny: []event.Kind{tc.kind}}}); err != nil {
+				t.Fatal(err)
+			}
+			var args []string
+			if tc.arg != "" {
+				args = append(args, tc.arg)
+			}
+			if got := helper(t, w.CgroupPath, tc.helper, args...); got != tc.want {
+				t.Fatalf("denied %s: %q, want %q", tc.kind, got, tc.want)
+			}
+			rec.wait(t, rule, func(r Record) bool { return r.Rule == rule && r.Denied && r.Kind == tc.kind })
+			// The same action outside the workload is untouched.
+			if tc.kind == event.KindPtrace {
+				if got := helper(t, testCgroup(t), tc.helper, args...); got != "ok" {
+					t.Fatalf("%s outside the workload: %q", tc.kind, got)
+				}
+			}
+		})
+	}
 
 	t.Run("kill verdict kills the exec caller", func(t *testing.T) {
 		w := workload(t, "lsm-kill")
@@ -64,7 +88,7 @@ func TestLSM(t *testing.T) {
 		}
 		cmd := inCgroup(t, w.CgroupPath, os.Args[0], prog)
 		cmd.Env = append(os.Environ(), "VIGIL_ENFORCE_HELPER=exec")
-		err := cmd.Run()
+		err := runBounded(t, cmd)
 		ee, ok := err.(*exec.ExitError)
 		if !ok {
 			t.Fatalf("exec caller survived a kill verdict: %v", err)

@@ -38,7 +38,7 @@ func TestGuardDownFailOpen(t *testing.T) {
 	if got := helper(t, w.CgroupPath, "connect", addr); got != "errno EPERM" {
 		t.Fatalf("while up: %q", got)
 	}
-	if err := inCgroup(t, w.CgroupPath, prog).Run(); err == nil || exists(marker) {
+	if err := runBounded(t, inCgroup(t, w.CgroupPath, prog)); err == nil || exists(marker) {
 		t.Fatalf("while up, exec allowed: %v", err)
 	}
 	if err := e.Close(); err != nil {
@@ -47,7 +47,7 @@ func TestGuardDownFailOpen(t *testing.T) {
 	if got := helper(t, w.CgroupPath, "connect", addr); got != "ok connected" {
 		t.Fatalf("guard down, default: connect %q, want fail-open", got)
 	}
-	if err := inCgroup(t, w.CgroupPath, prog).Run(); err != nil || !exists(marker) {
+	if err := runBounded(t, inCgroup(t, w.CgroupPath, prog)); err != nil || !exists(marker) {
 		t.Fatalf("guard down, default: exec err=%v marker=%v, want fail-open", err, exists(marker))
 	}
 }
