@@ -60,7 +60,6 @@ type Guard struct {
 
 	metrics    *metrics.Server
 	enforcer   *enforce.Enforcer
-	auditDB    *enforce.AuditStore
 	modes      *enforce.Resolver
 	procs      *process.Table
 	containers *container.Resolver
@@ -132,9 +131,6 @@ func New(ctx context.Context, opt Options) (g *Guard, err error) {
 
 	// 2. Enforcement: probe the ladder; honour `require`.
 	if !opt.NoEnforce && g.mode != alert.ModeOff {
-		if g.auditDB, err = enforce.OpenAuditStore(filepath.Join(cfg.StateDir, "audit.db")); err != nil {
-			return g, err
-		}
 		var req []enforce.Backend
 		for _, r := range cfg.Require {
 			b, err := enforce.ParseBackend(r)
@@ -143,7 +139,8 @@ func New(ctx context.Context, opt Options) (g *Guard, err error) {
 			}
 			req = append(req, b)
 		}
-		ecfg := enforce.Config{Modes: modeCfg, ProtectedNamespaces: cfg.SystemNamespaces, OnRecord: g.onEnforceRecord}
+		ecfg := enforce.Config{Modes: modeCfg, ProtectedNamespaces: cfg.SystemNamespaces, OnRecord: g.onEnforceRecord,
+			AuditDB: filepath.Join(cfg.StateDir, "audit.db")}
 		if g.mode != alert.ModeEnforce {
 			req = nil // `require` guards enforce mode only
 		}
@@ -464,11 +461,9 @@ func (g *Guard) act(a *alert.Alert, w enforce.Workload, e *event.Event) {
 	}
 }
 
-// onEnforceRecord receives in-kernel and fanotify decisions.
+// onEnforceRecord receives in-kernel and fanotify decisions (the enforcer
+// persists them for `vigil report would-block`).
 func (g *Guard) onEnforceRecord(r enforce.Record) {
-	if g.auditDB != nil {
-		_ = g.auditDB.PutRecord(r)
-	}
 	if r.Backend == enforce.BackendPidfd {
 		return // already reported by onVerdict
 	}
@@ -554,9 +549,6 @@ func (g *Guard) Close() error {
 		}
 		if g.enforcer != nil {
 			add(g.enforcer.Close())
-		}
-		if g.auditDB != nil {
-			add(g.auditDB.Close())
 		}
 		if g.metrics != nil {
 			add(g.metrics.Close())
