@@ -32,7 +32,7 @@ group_wasm() {
 	need_pkgs clang-14 lld-14 wabt rustc libstd-rust-dev-wasm32 nodejs npm
 }
 group_vm() { need_pkgs qemu-system-x86 cpio; }
-group_k8s() { need_pkgs etcd-server containerd containernetworking-plugins iptables conntrack; }
+group_k8s() { need_pkgs etcd-server containerd containernetworking-plugins iptables conntrack runc busybox-static util-linux; }
 
 export DEBIAN_FRONTEND=noninteractive
 [[ $# -eq 0 ]] && set -- all
