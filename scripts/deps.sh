@@ -35,7 +35,7 @@ group_wasm() {
 	command -v npm >/dev/null || need_pkgs nodejs npm
 }
 group_vm() { need_pkgs qemu-system-x86 cpio; }
-group_k8s() { need_pkgs etcd-server containerd containernetworking-plugins iptables conntrack; }
+group_k8s() { need_pkgs etcd-server containerd containernetworking-plugins iptables conntrack runc busybox-static util-linux; }
 
 export DEBIAN_FRONTEND=noninteractive
 [[ $# -eq 0 ]] && set -- all

@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -180,7 +179,6 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		"--listen-client-urls="+etcdURL, "--advertise-client-urls="+etcdURL,
 		"--listen-peer-urls="+peerURL, "--initial-advertise-peer-urls="+peerURL,
 		"--initial-cluster=vigil-e2e="+peerURL,
-		"--listen-metrics-urls=",
 		"--log-level=warn",
 	)
 	st := time.Now()
@@ -222,7 +220,6 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		"--authorization-mode=Node,RBAC",
 		"--allow-privileged=true",
 		"--profiling=false",
-		"--enable-priority-and-fairness=false",
 	)
 	st = time.Now()
 	logf("cluster: starting kube-apiserver on %s", c.Server)
@@ -265,9 +262,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 			"--leader-elect=false", "--secure-port=0",
 			"--service-account-private-key-file="+filepath.Join(pki, "sa.key"),
 			"--root-ca-file="+filepath.Join(pki, "ca.crt"),
-			"--use-service-account-credentials=false",
-			// No cloud, no node IPAM: the CNI config owns pod addresses.
-			"--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller")
+			"--use-service-account-credentials=false")
 		logf("cluster: starting kube-controller-manager")
 		if err := c.kcm.start(); err != nil {
 			return c, err
