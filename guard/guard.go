@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -78,6 +79,14 @@ type Guard struct {
 	killErrors   atomic.Uint64
 	batchLatency prometheus.Histogram
 
+	// Fast-path policies (policy.go).
+	policies     []enforce.Rule
+	seenCgroups  map[uint64]struct{}
+	applyQ       chan applyReq
+	applied      atomic.Uint64
+	applyErrors  atomic.Uint64
+	applyDropped atomic.Uint64
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -111,6 +120,10 @@ func New(ctx context.Context, opt Options) (g *Guard, err error) {
 			g = nil
 		}
 	}()
+
+	g.policies = compilePolicies(cfg.Policies)
+	g.seenCgroups = make(map[uint64]struct{})
+	g.applyQ = make(chan applyReq, 1024)
 
 	modeCfg := modeConfig(cfg)
 	if g.modes, err = enforce.NewResolver(modeCfg); err != nil {
@@ -296,10 +309,16 @@ func (g *Guard) Run(ctx context.Context) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
-	wg.Add(2)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		errc <- g.pipeline(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		if g.enforcer != nil {
+			g.policyWorker(ctx.Done())
+		}
 	}()
 	go func() {
 		defer wg.Done()
@@ -328,6 +347,7 @@ func (g *Guard) Run(ctx context.Context) error {
 func (g *Guard) onEvent(e *event.Event) {
 	g.procs.Enrich(e)
 	g.containers.Enrich(e)
+	g.notePolicies(e)
 	select {
 	case g.queue <- e:
 	default:
@@ -468,6 +488,27 @@ func (g *Guard) onEnforceRecord(r enforce.Record) {
 		return // already reported by onVerdict
 	}
 	a := r.Alert()
+	// Give the decision the same context as every other alert: process
+	// ancestry, container, pod.
+	e := &event.Event{Kind: r.Kind, Time: time.Now(),
+		Proc: event.Process{PID: r.PID, TID: r.TID, Name: r.Comm, CgroupID: r.CgroupID}}
+	switch r.Kind {
+	case event.KindExec, event.KindOpen:
+		e.File.Path = r.Path
+		if e.File.Path == "" {
+			e.File.Path = r.Name
+		}
+	case event.KindConnect, event.KindBind:
+		e.Net.Dst = netip.AddrPortFrom(r.Addr, r.Port)
+	}
+	if g.procs != nil {
+		g.procs.Enrich(e)
+	}
+	if g.containers != nil {
+		g.containers.Enrich(e)
+	}
+	a.Event = e
+	a.Time = e.Time
 	g.emit(&a)
 }
 

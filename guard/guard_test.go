@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -247,5 +249,92 @@ func TestAuditRecordsWouldHaveKilled(t *testing.T) {
 	})
 	if a.Mode != alert.ModeAudit || a.Taken || a.WouldHave() != "would have killed" {
 		t.Fatalf("alert mode %v taken %v outcome %q", a.Mode, a.Taken, a.WouldHave())
+	}
+}
+
+// TestFastPathPolicyInContainer compiles an open deny and a connect deny
+// into the kernel for one runc container: the kernel refuses them without
+// waiting for userspace, the host is unaffected, and audit mode only records.
+func TestFastPathPolicyInContainer(t *testing.T) {
+	for _, env := range []string{config.Production, config.Staging} {
+		t.Run(env, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			var accepts atomic.Int32
+			go func() {
+				for {
+					c, err := ln.Accept()
+					if err != nil {
+						return
+					}
+					accepts.Add(1)
+					c.Close()
+				}
+			}()
+			port := ln.Addr().(*net.TCPAddr).Port
+			ctr := runctest.Start(t, runctest.Options{HostNetwork: true})
+			rec := startGuard(t, func(c *config.Config) {
+				c.Environment = env
+				c.Policies = []config.Policy{{
+					Name: "no-shadow-no-exfil", Action: "block",
+					Match:     config.PolicyMatch{Container: ctr.ID},
+					OpenPaths: []string{"/etc/shadow"},
+					Connect:   []string{fmt.Sprintf("127.0.0.1:%d", port)},
+				}}
+			})
+			// Any event from the container makes the guard apply its policy.
+			deadline := time.Now().Add(15 * time.Second)
+			var out []byte
+			for {
+				out, err = ctr.Exec("cat", "/etc/shadow")
+				if env == config.Production && err != nil {
+					break
+				}
+				if env == config.Staging && time.Now().After(deadline.Add(-12*time.Second)) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("open of /etc/shadow still allowed after 15 s: %s", out)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if env == config.Production {
+				if !strings.Contains(string(out), "not permitted") || strings.Contains(string(out), "root:") {
+					t.Fatalf("denied open: want permission denied and no bytes, got %q", out)
+				}
+			} else if err != nil || !strings.Contains(string(out), "root:") {
+				t.Fatalf("audit mode denied the open: %v %q", err, out)
+			}
+			// The host's own open of the same path is untouched.
+			if _, err := os.ReadFile("/etc/shadow"); err != nil {
+				t.Fatalf("host open denied: %v", err)
+			}
+			before := accepts.Load()
+			out, err = ctr.Exec("sh", "-c", fmt.Sprintf("echo x | nc 127.0.0.1 %d && echo connected", port))
+			time.Sleep(200 * time.Millisecond)
+			if env == config.Production {
+				if err == nil || strings.Contains(string(out), "connected") || accepts.Load() != before {
+					t.Fatalf("connect not denied: %v %q accepts %d→%d", err, out, before, accepts.Load())
+				}
+			} else if accepts.Load() == before {
+				t.Fatalf("audit mode denied the connect: %v %q", err, out)
+			}
+			want := "blocked"
+			if env == config.Staging {
+				want = "would have blocked"
+			}
+			for _, kind := range []event.Kind{event.KindOpen, event.KindConnect} {
+				a := rec.waitAlert(t, want+" "+kind.String(), func(a *alert.Alert) bool {
+					return a.Rule == "no-shadow-no-exfil" && a.Event != nil && a.Event.Kind == kind && a.WouldHave() == want
+				})
+				if a.Event.Container.ID != ctr.ID {
+					t.Errorf("%s decision attributed to container %q", kind, a.Event.Container.ID)
+				}
+				t.Logf("%s: %s via %s", kind, a.WouldHave(), a.Backend)
+			}
+		})
 	}
 }

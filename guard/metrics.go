@@ -29,11 +29,13 @@ var (
 	dOutDrop        = desc("vigil_output_dropped_total", "Alerts refused because a sink's queue was full.", "sink")
 	dOutFail        = desc("vigil_output_failed_total", "Alerts a sink failed to deliver.", "sink")
 	dKillErr        = desc("vigil_enforce_kill_errors_total", "Userspace kills that failed or were refused (process gone, protected).")
-	dEnfAct         = desc("vigil_enforce_actions_total", "In-kernel enforcement decisions, per backend and outcome.", "backend", "outcome")
 	dProfiles       = desc("vigil_baseline_profiles", "Behavior profiles per state.", "state")
 	dBaseDrop       = desc("vigil_baseline_dropped_total", "Deviations dropped because the open-deviation table was full.")
 	dProcs          = desc("vigil_process_table_entries", "Processes in the process table.")
 	dUnresolved     = desc("vigil_container_unresolved_total", "Events whose cgroup could not be attributed.")
+	dPolicyApplied  = desc("vigil_policy_applied_total", "Fast-path policies compiled into the kernel for a container.")
+	dPolicyErrors   = desc("vigil_policy_errors_total", "Fast-path policies that failed to apply (see the log).")
+	dPolicyDropped  = desc("vigil_policy_dropped_total", "Policy applications refused because the queue was full (retried).")
 	dMetaMissing    = desc("vigil_container_metadata_missing_total", "Container events emitted without runtime metadata.")
 )
 
@@ -49,7 +51,7 @@ func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ..
 func (g *Guard) registerMetrics() {
 	all := []*prometheus.Desc{dSensorEvents, dSensorKindDrop, dSensorFiltered, dSensorCPUDrop, dSensorDecode, dPipelineDrop,
 		dRuleEvents, dRuleVerdicts, dRuleQuar, dRuleBusy, dAlerts, dSuppressed, dOutSent, dOutDrop, dOutFail,
-		dKillErr, dEnfAct, dProfiles, dBaseDrop, dProcs, dUnresolved, dMetaMissing}
+		dKillErr, dPolicyApplied, dPolicyErrors, dPolicyDropped, dProfiles, dBaseDrop, dProcs, dUnresolved, dMetaMissing}
 	_ = g.metrics.CollectFunc(all, func(ch chan<- prometheus.Metric) {
 		if st, err := g.sensor.Stats(); err == nil {
 			for k, ks := range st.Kinds {
@@ -89,6 +91,9 @@ func (g *Guard) registerMetrics() {
 			counter(ch, dOutFail, s.Failed, s.Sink)
 		}
 		counter(ch, dKillErr, g.killErrors.Load())
+		counter(ch, dPolicyApplied, g.applied.Load())
+		counter(ch, dPolicyErrors, g.applyErrors.Load())
+		counter(ch, dPolicyDropped, g.applyDropped.Load())
 		if g.detector != nil {
 			g.detMu.Lock()
 			sums := g.detector.Profiles()

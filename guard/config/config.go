@@ -8,7 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -93,6 +95,10 @@ type Config struct {
 	// "block", "alert" or "allow". A floor rule such as "Terminal shell in
 	// container" is shipped as an alert; production sets it to kill here.
 	Actions map[string]string `json:"actions,omitempty"`
+	// Policies are deny decisions expressible as data. They are compiled
+	// into BPF maps for each matching container, so the kernel decides
+	// without waiting for userspace (the fast path).
+	Policies []Policy `json:"policies,omitempty"`
 	// SystemNamespaces are never acted upon (alerts only).
 	SystemNamespaces []string `json:"systemNamespaces,omitempty"`
 	// FailClosed pins the enforcement programs in bpffs so they keep
@@ -105,6 +111,70 @@ type Config struct {
 	Output   Output   `json:"output"`
 	Metrics  Metrics  `json:"metrics"`
 	Baseline Baseline `json:"baseline"`
+}
+
+// Policy is one fast-path deny rule and the containers it applies to.
+type Policy struct {
+	Name string `json:"name"`
+	// Action is "block" (deny with EPERM where the backend can) or "kill".
+	Action string      `json:"action"`
+	Match  PolicyMatch `json:"match"`
+	// ExecPaths are executables or directories whose programs may not run;
+	// ExecNames are executable file names.
+	ExecPaths []string `json:"execPaths,omitempty"`
+	ExecNames []string `json:"execNames,omitempty"`
+	// OpenPaths are files or directories that may not be opened.
+	OpenPaths []string `json:"openPaths,omitempty"`
+	// Connect and Bind are "CIDR", "CIDR:port" or ":port" (any address).
+	Connect []string `json:"connect,omitempty"`
+	Bind    []string `json:"bind,omitempty"`
+	// Deny lists privileged operations: ptrace, mount, module_load, setuid
+	// (BPF-LSM only).
+	Deny []string `json:"deny,omitempty"`
+}
+
+// PolicyMatch selects containers; empty fields match anything, and a
+// policy never applies to host processes.
+type PolicyMatch struct {
+	Namespace string `json:"namespace,omitempty"`
+	// Workload is "Kind/name", e.g. "Deployment/web".
+	Workload string `json:"workload,omitempty"`
+	// Container is a container name, or a prefix of its id.
+	Container string `json:"container,omitempty"`
+	// Image is a prefix of the image reference.
+	Image string `json:"image,omitempty"`
+}
+
+// ParseNet parses a policy network match: "CIDR", "CIDR:port", "IP",
+// "IP:port" or ":port".
+func ParseNet(s string) (netip.Prefix, uint16, error) {
+	var port uint16
+	addr := s
+	if i := strings.LastIndexByte(s, ':'); i >= 0 && !strings.Contains(s[i:], "]") && (strings.Count(s, ":") == 1 || strings.HasPrefix(s, "[")) {
+		p, err := strconv.ParseUint(s[i+1:], 10, 16)
+		if err != nil {
+			return netip.Prefix{}, 0, fmt.Errorf("port in %q: %w", s, err)
+		}
+		port, addr = uint16(p), strings.Trim(s[:i], "[]")
+	}
+	if addr == "" {
+		if port == 0 {
+			return netip.Prefix{}, 0, fmt.Errorf("%q matches nothing", s)
+		}
+		return netip.MustParsePrefix("0.0.0.0/0"), port, nil
+	}
+	if !strings.Contains(addr, "/") {
+		a, err := netip.ParseAddr(addr)
+		if err != nil {
+			return netip.Prefix{}, 0, err
+		}
+		return netip.PrefixFrom(a, a.BitLen()), port, nil
+	}
+	p, err := netip.ParsePrefix(addr)
+	if err != nil {
+		return netip.Prefix{}, 0, err
+	}
+	return p.Masked(), port, nil
 }
 
 // Modes holds per-scope mode overrides.
@@ -295,6 +365,39 @@ func (c *Config) Validate() error {
 	for rule, a := range c.Actions {
 		if _, err := ParseAction(a); err != nil {
 			bad("actions[%q]: %v", rule, err)
+		}
+	}
+	for i, p := range c.Policies {
+		if p.Name == "" {
+			bad("policies[%d]: name is empty", i)
+		}
+		if p.Action != "block" && p.Action != "kill" {
+			bad("policies[%d] %q: action %q, want block or kill", i, p.Name, p.Action)
+		}
+		if len(p.ExecPaths)+len(p.ExecNames)+len(p.OpenPaths)+len(p.Connect)+len(p.Bind)+len(p.Deny) == 0 {
+			bad("policies[%d] %q: denies nothing", i, p.Name)
+		}
+		for _, path := range append(append([]string(nil), p.ExecPaths...), p.OpenPaths...) {
+			if !strings.HasPrefix(path, "/") {
+				bad("policies[%d] %q: path %q is not absolute", i, p.Name, path)
+			}
+		}
+		for _, n := range p.ExecNames {
+			if n == "" || len(n) > 15 || strings.Contains(n, "/") {
+				bad("policies[%d] %q: exec name %q: want a file name of at most 15 bytes", i, p.Name, n)
+			}
+		}
+		for _, n := range append(append([]string(nil), p.Connect...), p.Bind...) {
+			if _, _, err := ParseNet(n); err != nil {
+				bad("policies[%d] %q: network match: %v", i, p.Name, err)
+			}
+		}
+		for _, d := range p.Deny {
+			switch d {
+			case "ptrace", "mount", "module_load", "setuid":
+			default:
+				bad("policies[%d] %q: deny %q, want ptrace, mount, module_load or setuid", i, p.Name, d)
+			}
 		}
 	}
 	for name, pin := range c.Rules.Pins {

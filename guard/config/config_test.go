@@ -125,3 +125,47 @@ func FuzzParse(f *testing.F) {
 		_ = Parse(b, &c)
 	})
 }
+
+func TestPolicies(t *testing.T) {
+	c := Default()
+	err := Parse([]byte(`
+policies:
+  - name: no-shadow
+    action: block
+    match: {namespace: shop, workload: Deployment/web}
+    openPaths: [/etc/shadow]
+    connect: ["10.0.0.0/8", "1.2.3.4:443", ":3333", "[2001:db8::1]:22"]
+    execNames: [nc]
+`), &c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		in   string
+		pfx  string
+		port uint16
+	}{
+		{"10.0.0.0/8", "10.0.0.0/8", 0}, {"1.2.3.4:443", "1.2.3.4/32", 443}, {":3333", "0.0.0.0/0", 3333},
+		{"[2001:db8::1]:22", "2001:db8::1/128", 22}, {"2001:db8::/32", "2001:db8::/32", 0}, {"10.1.2.3/8", "10.0.0.0/8", 0},
+	} {
+		p, port, err := ParseNet(tc.in)
+		if err != nil || p.String() != tc.pfx || port != tc.port {
+			t.Errorf("ParseNet(%q) = %v %d %v, want %s %d", tc.in, p, port, err, tc.pfx, tc.port)
+		}
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{"policies: [{name: a, action: block}]", "denies nothing"},
+		{"policies: [{name: a, action: nuke, execNames: [x]}]", `action "nuke"`},
+		{"policies: [{action: kill, execNames: [x]}]", "name is empty"},
+		{"policies: [{name: a, action: kill, openPaths: [etc/shadow]}]", "not absolute"},
+		{"policies: [{name: a, action: kill, execNames: [averyveryverylongname]}]", "at most 15 bytes"},
+		{"policies: [{name: a, action: kill, connect: [\"10.0.0.0/33\"]}]", "network match"},
+		{"policies: [{name: a, action: kill, connect: [\":99999\"]}]", "port"},
+		{"policies: [{name: a, action: kill, deny: [reboot]}]", `deny "reboot"`},
+	} {
+		c := Default()
+		if err := Parse([]byte(tc.yaml), &c); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+}

@@ -71,6 +71,10 @@ type Workload struct {
 // Key is "namespace/name".
 func (w Workload) Key() string { return w.Namespace + "/" + w.Name }
 
+// slot identifies one applied unit: replicas of a workload share Key but
+// each container has its own cgroup and its own entries.
+func (w Workload) slot() string { return w.Key() + "@" + w.CgroupPath }
+
 // NetMatch is a CIDR with an optional port (0 = any).
 type NetMatch struct {
 	Prefix netip.Prefix
@@ -104,7 +108,7 @@ type Enforcer struct {
 	cg2      string
 
 	mu        sync.RWMutex
-	workloads map[string]*applied // by Key
+	workloads map[string]*applied // by slot (Key@cgroup)
 	byID      map[uint32]string   // workload id -> key
 	byCgroup  map[uint64]uint32
 	rules     map[uint32]string // rule id -> name
@@ -403,7 +407,7 @@ func (e *Enforcer) Apply(w Workload, rules []Rule) (err error) {
 	e.mu.Lock()
 	e.nextWl++
 	a := &applied{id: e.nextWl, w: w, cgID: cgID}
-	e.workloads[w.Key()] = a
+	e.workloads[w.slot()] = a
 	e.byID[a.id] = w.Key()
 	e.mu.Unlock()
 	defer func() {
@@ -519,7 +523,7 @@ func (e *Enforcer) Apply(w Workload, rules []Rule) (err error) {
 	}
 	if e.fan != nil {
 		e.mu.Lock()
-		e.fanTgts[w.Key()] = fan
+		e.fanTgts[w.slot()] = fan
 		var all []fanTarget
 		for _, ts := range e.fanTgts {
 			all = append(all, ts...)
@@ -595,14 +599,14 @@ func (e *Enforcer) resolve(w Workload, p string) (fanTarget, error) {
 // no-op.
 func (e *Enforcer) Remove(w Workload) error {
 	e.mu.Lock()
-	a := e.workloads[w.Key()]
+	a := e.workloads[w.slot()]
 	if a == nil {
 		e.mu.Unlock()
 		return nil
 	}
-	delete(e.workloads, w.Key())
+	delete(e.workloads, w.slot())
 	delete(e.byCgroup, a.cgID)
-	delete(e.fanTgts, w.Key())
+	delete(e.fanTgts, w.slot())
 	e.mu.Unlock()
 	var errs []error
 	if err := e.k.maps["workloads"].Delete(a.cgID); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {

@@ -1,0 +1,128 @@
+package guard
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/vigilsec/vigil/guard/alert"
+	"github.com/vigilsec/vigil/guard/config"
+	"github.com/vigilsec/vigil/guard/enforce"
+	"github.com/vigilsec/vigil/guard/event"
+)
+
+// applyReq asks the policy worker to compile the fast-path policies that
+// match one container into the kernel.
+type applyReq struct {
+	w     enforce.Workload
+	rules []enforce.Rule
+}
+
+// compilePolicies turns config policies into the enforcer's data rules.
+// The config was validated, so parse errors cannot happen here.
+func compilePolicies(ps []config.Policy) []enforce.Rule {
+	out := make([]enforce.Rule, 0, len(ps))
+	for _, p := range ps {
+		r := enforce.Rule{Name: p.Name, Action: alert.ActionBlock,
+			ExecPaths: p.ExecPaths, ExecNames: p.ExecNames, OpenPaths: p.OpenPaths}
+		if p.Action == "kill" {
+			r.Action = alert.ActionKill
+		}
+		for _, n := range p.Connect {
+			pfx, port, _ := config.ParseNet(n)
+			r.Connect = append(r.Connect, enforce.NetMatch{Prefix: pfx, Port: port})
+		}
+		for _, n := range p.Bind {
+			pfx, port, _ := config.ParseNet(n)
+			r.Bind = append(r.Bind, enforce.NetMatch{Prefix: pfx, Port: port})
+		}
+		for _, d := range p.Deny {
+			switch d {
+			case "ptrace":
+				r.Deny = append(r.Deny, event.KindPtrace)
+			case "mount":
+				r.Deny = append(r.Deny, event.KindMount)
+			case "module_load":
+				r.Deny = append(r.Deny, event.KindModuleLoad)
+			case "setuid":
+				r.Deny = append(r.Deny, event.KindSetuid)
+			}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// matches reports whether a policy selects the container of e.
+func matches(m config.PolicyMatch, e *event.Event) bool {
+	if e.Container.ID == "" {
+		return false
+	}
+	if m.Namespace != "" && m.Namespace != e.K8s.Namespace {
+		return false
+	}
+	if m.Workload != "" && m.Workload != e.K8s.Workload {
+		return false
+	}
+	if m.Container != "" && m.Container != e.Container.Name && m.Container != e.K8s.ContainerName &&
+		!strings.HasPrefix(e.Container.ID, m.Container) {
+		return false
+	}
+	if m.Image != "" && !strings.HasPrefix(e.Container.Image, m.Image) {
+		return false
+	}
+	return true
+}
+
+// notePolicies runs on the sensor reader goroutine: the first event of a
+// container whose cgroup has not been seen queues the matching policies for
+// the worker. Only the reader touches g.seenCgroups.
+func (g *Guard) notePolicies(e *event.Event) {
+	if g.enforcer == nil || len(g.policies) == 0 || e.Container.ID == "" || e.Proc.CgroupID == 0 {
+		return
+	}
+	if _, ok := g.seenCgroups[e.Proc.CgroupID]; ok {
+		return
+	}
+	g.seenCgroups[e.Proc.CgroupID] = struct{}{}
+	var rules []enforce.Rule
+	for i, p := range g.cfg.Policies {
+		if matches(p.Match, e) {
+			rules = append(rules, g.policies[i])
+		}
+	}
+	if len(rules) == 0 {
+		return
+	}
+	rec := g.containers.Lookup(e.Proc.CgroupID, e.Proc.PID)
+	if rec == nil {
+		return
+	}
+	w := workloadOf(e)
+	w.CgroupPath = filepath.Join(g.containers.Cgroup2Root(), rec.Path)
+	w.Root = fmt.Sprintf("/proc/%d/root", e.Proc.PID)
+	select {
+	case g.applyQ <- applyReq{w: w, rules: rules}:
+	default:
+		g.applyDropped.Add(1)
+		delete(g.seenCgroups, e.Proc.CgroupID) // retry on a later event
+	}
+}
+
+// policyWorker applies queued policies off the event path.
+func (g *Guard) policyWorker(done <-chan struct{}) {
+	for {
+		select {
+		case <-done:
+			return
+		case req := <-g.applyQ:
+			if err := g.enforcer.Apply(req.w, req.rules); err != nil {
+				g.applyErrors.Add(1)
+				g.log.Warn("apply fast-path policy", "workload", req.w.Key(), "cgroup", req.w.CgroupPath, "err", err)
+				continue
+			}
+			g.applied.Add(1)
+			g.log.Info("fast-path policy applied", "workload", req.w.Key(), "cgroup", req.w.CgroupPath, "rules", len(req.rules))
+		}
+	}
+}
