@@ -2,7 +2,9 @@ package guard
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/vigilsec/vigil/guard/alert"
@@ -109,6 +111,20 @@ func (g *Guard) notePolicies(e *event.Event) {
 	}
 }
 
+// livePid returns a process of the cgroup, if any is left.
+func livePid(cgroupPath string) (int, bool) {
+	b, err := os.ReadFile(filepath.Join(cgroupPath, "cgroup.procs"))
+	if err != nil {
+		return 0, false
+	}
+	for _, f := range strings.Fields(string(b)) {
+		if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
+			return pid, true
+		}
+	}
+	return 0, false
+}
+
 // policyWorker applies queued policies off the event path.
 func (g *Guard) policyWorker(done <-chan struct{}) {
 	for {
@@ -116,6 +132,13 @@ func (g *Guard) policyWorker(done <-chan struct{}) {
 		case <-done:
 			return
 		case req := <-g.applyQ:
+			// The event's process may be gone (a short-lived cat); any
+			// live process of the cgroup shows the container's filesystem.
+			if _, err := os.Stat(req.w.Root); err != nil {
+				if pid, ok := livePid(req.w.CgroupPath); ok {
+					req.w.Root = fmt.Sprintf("/proc/%d/root", pid)
+				}
+			}
 			if err := g.enforcer.Apply(req.w, req.rules); err != nil {
 				g.applyErrors.Add(1)
 				g.log.Warn("apply fast-path policy", "workload", req.w.Key(), "cgroup", req.w.CgroupPath, "err", err)
