@@ -4,6 +4,7 @@ SHELL      := /bin/bash
 GO         ?= go
 BIN        := bin/vigil
 CACHE      ?= /var/cache/vigil
+SUDO       := $(if $(filter 0,$(shell id -u)),,sudo)
 GOTESTFLAGS ?=
 export CACHE
 
@@ -22,8 +23,9 @@ build:
 run: build
 	@scripts/deps.sh base
 	@$(MAKE) --no-print-directory rules
-	@echo "==> starting vigil guard (audit mode); Ctrl-C to stop"
-	sudo $(BIN) guard --mode audit --rules wasm-rules/build --events=alerts
+	@echo "==> starting vigil guard in audit mode: events and alerts as JSON lines; Ctrl-C to stop"
+	@echo "    (alerts have a \"rule\" key; EVENTS=0 prints alerts only)"
+	$(SUDO) $(BIN) guard --mode audit --rules wasm-rules/build --events=$(if $(filter 0,$(EVENTS)),false,true) --state-dir /var/lib/vigil
 
 generate:
 	@scripts/deps.sh base
@@ -52,8 +54,10 @@ rules:
 unit:
 	@echo "==> go vet"
 	@$(GO) vet ./...
-	@echo "==> go test (root tests included)"
-	@$(GO) test $(GOTESTFLAGS) -count=1 -timeout 20m ./...
+	@echo "==> compiling every test binary"
+	@$(GO) test -count=1 -run '^$$' ./... 2>&1 | grep -vE '^(ok|\?) ' || true
+	@echo "==> go test, one package at a time (root tests load BPF and run containers; parallel packages would interfere)"
+	@$(GO) test $(GOTESTFLAGS) -p 1 -count=1 -timeout 30m ./...
 
 vmtest:
 	@scripts/deps.sh vm
