@@ -36,6 +36,7 @@ import (
 	"github.com/vigilsec/vigil/guard/process"
 	"github.com/vigilsec/vigil/guard/rules"
 	"github.com/vigilsec/vigil/guard/sensor"
+	"github.com/vigilsec/vigil/webhook"
 )
 
 // Options are the guard's run-time inputs besides the config file.
@@ -78,6 +79,12 @@ type Guard struct {
 	alerts       atomic.Uint64
 	killErrors   atomic.Uint64
 	batchLatency prometheus.Histogram
+
+	// Profiles from the webhook (profiles.go).
+	profiles      *webhook.Client
+	admitted      workloads
+	profileErrors atomic.Uint64
+	baselineQuiet atomic.Uint64 // behavior alerts below MinPriority
 
 	// Fast-path policies (policy.go).
 	policies     []enforce.Rule
@@ -230,6 +237,12 @@ func New(ctx context.Context, opt Options) (g *Guard, err error) {
 		}
 	}
 
+	if u := cfg.Baseline.ProfilesURL; u != "" {
+		if g.profiles, err = webhook.NewClient(u, cfg.Baseline.ProfilesCA); err != nil {
+			return g, fmt.Errorf("profiles: %w", err)
+		}
+	}
+
 	// 6. Outputs.
 	var sinks []output.Sink
 	if cfg.Output.Stdout == nil || *cfg.Output.Stdout {
@@ -309,6 +322,13 @@ func (g *Guard) Run(ctx context.Context) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
+	if g.profiles != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g.syncProfiles(ctx, g.profiles)
+		}()
+	}
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
@@ -347,6 +367,7 @@ func (g *Guard) Run(ctx context.Context) error {
 func (g *Guard) onEvent(e *event.Event) {
 	g.procs.Enrich(e)
 	g.containers.Enrich(e)
+	g.fillWorkload(e)
 	g.notePolicies(e)
 	select {
 	case g.queue <- e:
@@ -411,7 +432,7 @@ func (g *Guard) process(ctx context.Context, batch []*event.Event) {
 		g.detMu.Lock()
 		for _, e := range batch {
 			for _, a := range g.detector.Observe(e) {
-				g.emit(&a)
+				g.emitBaseline(&a)
 			}
 		}
 		g.detMu.Unlock()
@@ -512,6 +533,20 @@ func (g *Guard) onEnforceRecord(r enforce.Record) {
 	g.emit(&a)
 }
 
+// emitBaseline delivers a behavior alert unless it is below the configured
+// floor (it was still learned and counted by the detector).
+func (g *Guard) emitBaseline(a *alert.Alert) {
+	floor := alert.Notice
+	if p, err := alert.ParsePriority(g.cfg.Baseline.MinPriority); err == nil {
+		floor = p
+	}
+	if a.Priority > floor {
+		g.baselineQuiet.Add(1)
+		return
+	}
+	g.emit(a)
+}
+
 // emit deduplicates and delivers one alert.
 func (g *Guard) emit(a *alert.Alert) {
 	if a.Time.IsZero() {
@@ -551,7 +586,7 @@ func (g *Guard) ticker(ctx context.Context) {
 				as := g.detector.Tick(now)
 				g.detMu.Unlock()
 				for i := range as {
-					g.emit(&as[i])
+					g.emitBaseline(&as[i])
 				}
 			}
 		}
@@ -575,6 +610,9 @@ func (g *Guard) Close() error {
 		}
 		if g.detector != nil {
 			add(g.detector.Close())
+		}
+		if g.profiles != nil {
+			add(g.profiles.Close())
 		}
 		if g.bstore != nil {
 			add(g.bstore.Close())

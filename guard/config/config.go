@@ -259,6 +259,12 @@ type Baseline struct {
 	// ProfilesURL is the webhook's local API for expected-behavior
 	// profiles and release windows.
 	ProfilesURL string `json:"profilesURL,omitempty"`
+	// ProfilesCA is the PEM CA that signs the webhook's serving cert.
+	ProfilesCA string `json:"profilesCA,omitempty"`
+	// MinPriority drops behavior alerts less severe than this (they are
+	// still learned and counted). Default Notice: the informational
+	// "learned during a release" records stay out of on-call's way.
+	MinPriority string `json:"minPriority,omitempty"`
 	// Lock denies execs outside a ready profile (enforce mode only).
 	Lock bool `json:"lock,omitempty"`
 }
@@ -432,6 +438,14 @@ func (c *Config) Validate() error {
 		default:
 			bad("output.syslog.network %q: want unixgram, udp or tcp", s.Network)
 		}
+	}
+	if p := c.Baseline.MinPriority; p != "" {
+		if _, err := alert.ParsePriority(p); err != nil {
+			bad("baseline.minPriority: %v", err)
+		}
+	}
+	if u := c.Baseline.ProfilesURL; u != "" && (!strings.HasPrefix(u, "https://") || c.Baseline.ProfilesCA == "") {
+		bad("baseline.profilesURL %q: want https:// with baseline.profilesCA set", u)
 	}
 	if l := c.Metrics.Listen; l != "" {
 		if _, _, err := net.SplitHostPort(l); err != nil {
