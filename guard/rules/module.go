@@ -84,6 +84,7 @@ type instance struct {
 	stack        [3]uint64
 	lastVerdict  []int32
 	memHit       *atomic.Bool // set when a memory.grow was refused
+	intern       map[string]string
 }
 
 // limitedMemory backs a guest's linear memory and refuses to grow it past
@@ -491,7 +492,10 @@ func (m *module) call(ctx context.Context, inst *instance, in []byte, n int, bas
 		return dst, fmt.Errorf("%w: output at %#x+%d, memory is %d bytes", ErrBadPointer, ptr, ln, inst.mem.Size())
 	}
 	before := len(dst)
-	dst, dropped, err := decodeOutput(dst, out, n, m.meta, m.name, idx, inst.lastVerdict)
+	if inst.intern == nil {
+		inst.intern = make(map[string]string)
+	}
+	dst, dropped, err := decodeOutput(dst, out, n, m.meta, m.name, idx, inst.lastVerdict, inst.intern)
 	if err != nil {
 		return dst[:before], err
 	}
