@@ -112,7 +112,7 @@ func BenchmarkSameRule(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				var err error
 				if dst, err = e.EvaluateBatch(ctx, batch, dst[:0]); err != nil || len(dst) != 32 {
-					b.Fatal(err, len(dst))
+					b.Fatal(err, len(dst), e.Stats().Modules[0].Reason)
 				}
 			}
 			reportPerEvent(b, batch.Len(), cpu)
