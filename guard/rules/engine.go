@@ -60,7 +60,7 @@ type Config struct {
 	// on SlowStrikes consecutive batches is quarantined [Timeout/2, 3].
 	// CPU time, not wall time, so a loaded node does not quarantine
 	// healthy rules; likewise a batch that hits the (wall-clock) Timeout
-	// having used under Timeout/20 of CPU is counted as starved rather
+	// having used under Timeout/2 of CPU is counted as starved rather
 	// than blamed on the guest (see ModuleStats.StarvedBatches).
 	SlowBatch   time.Duration
 	SlowStrikes int
@@ -365,10 +365,11 @@ type ModuleStats struct {
 	Events, Batches, Verdicts, Observations uint64
 	// DroppedVerdicts counts repeated verdicts of one rule for one event.
 	DroppedVerdicts uint64
-	// StarvedBatches counts batches that hit the wall-clock deadline while
-	// the guest had used under a twentieth of it in CPU time: the node was
-	// starved, so the batch was lost for this module; only SlowStrikes
-	// such batches in a row quarantine it.
+	// StarvedBatches counts calls that hit the wall-clock deadline while
+	// the guest had used under half of it in CPU time: the node was
+	// starved. Such a batch is run once more on a fresh instance; if that
+	// starves too, the batch's verdicts from this module are lost. Only
+	// SlowStrikes starved calls in a row quarantine the module.
 	StarvedBatches       uint64
 	LogLines, LogDropped uint64
 	Instances            int64
