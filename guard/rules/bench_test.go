@@ -3,7 +3,9 @@ package rules
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -87,6 +89,28 @@ func BenchmarkStandardPack(b *testing.B) {
 	}
 }
 
+// BenchmarkStandardPackUnchecked: the same, with the pack listed in
+// Config.Unchecked (no termination checks), to show what they cost.
+func BenchmarkStandardPackUnchecked(b *testing.B) {
+	build := buildDir(b)
+	wasm, err := os.ReadFile(filepath.Join(build, "standard.wasm"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := newEngine(b, Config{Unchecked: []string{sha256Hex(wasm)}}, filepath.Join(build, "standard.wasm"))
+	batch := replayBatch(b, 256)
+	ctx := context.Background()
+	var dst []Verdict
+	b.ResetTimer()
+	cpu := processCPU()
+	for i := 0; i < b.N; i++ {
+		if dst, err = e.EvaluateBatch(ctx, batch, dst[:0]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportPerEvent(b, batch.Len(), cpu)
+}
+
 // BenchmarkSameRule times one rule three ways on identical events: native
 // Go, Go compiled to Wasm, and C compiled to Wasm (both through the engine,
 // so the Wasm figures include the host's copy-in and verdict decoding).
@@ -103,9 +127,19 @@ func BenchmarkSameRule(b *testing.B) {
 		}
 		reportPerEvent(b, batch.Len(), cpu)
 	})
-	for _, m := range []string{"go-example.wasm", "c-example.wasm"} {
-		b.Run("wasm-"+m[:len(m)-len("-example.wasm")], func(b *testing.B) {
-			e := newEngine(b, Config{}, filepath.Join(build, "examples", m))
+	for _, m := range []string{"go-example.wasm", "c-example.wasm", "c-example.wasm unchecked"} {
+		file, unchecked := strings.CutSuffix(m, " unchecked")
+		name := "wasm-" + strings.TrimSuffix(file, "-example.wasm")
+		if unchecked {
+			name += "-unchecked"
+		}
+		b.Run(name, func(b *testing.B) {
+			cfg := Config{}
+			if unchecked {
+				wasm, _ := os.ReadFile(filepath.Join(build, "examples", file))
+				cfg.Unchecked = []string{sha256Hex(wasm)}
+			}
+			e := newEngine(b, cfg, filepath.Join(build, "examples", file))
 			var dst []Verdict
 			b.ResetTimer()
 			cpu := processCPU()

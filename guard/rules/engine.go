@@ -67,6 +67,13 @@ type Config struct {
 	// Pins maps a module file name to its sha256 (hex). When non-nil,
 	// pinning is on: unpinned or changed modules are refused.
 	Pins map[string]string
+	// Unchecked lists sha256 digests (hex) of modules to run WITHOUT
+	// wazero's termination checks. Those checks cost a trip to the host on
+	// every loop back-edge in the guest (10x or more per event for loop-heavy
+	// rules); without them a module that loops hangs its caller for good,
+	// and Timeout no longer applies to it. Only for modules you build and
+	// review yourself, such as the standard pack. [none]
+	Unchecked []string
 	// ReloadInterval polls Dir for changes and reloads [0 = off].
 	ReloadInterval time.Duration
 	// Logger receives quarantine notices and guest log lines [discard].

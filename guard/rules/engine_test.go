@@ -440,3 +440,19 @@ func TestVerdictAlertCarriesFieldsFromTheEvent(t *testing.T) {
 		t.Fatalf("alert %+v", a)
 	}
 }
+
+// A module listed in Config.Unchecked runs without termination checks and
+// must answer exactly as it does with them.
+func TestUncheckedModuleGivesSameVerdicts(t *testing.T) {
+	build := buildDir(t)
+	std := filepath.Join(build, "standard.wasm")
+	b, err := os.ReadFile(std)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEngine(t, Config{Unchecked: []string{sha256Hex(b)}}, std)
+	files, _ := filepath.Glob(filepath.Join(repoRoot, "wasm-rules", "standard", "fixtures", "*.json"))
+	for _, f := range files {
+		runFixtureFile(t, e, f)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -148,7 +149,7 @@ func (m *module) init(ctx context.Context, cache wazero.CompilationCache, wasm [
 	// was left.
 	rc := wazero.NewRuntimeConfigCompiler().
 		WithCompilationCache(cache).
-		WithCloseOnContextDone(true)
+		WithCloseOnContextDone(!slices.Contains(m.cfg.Unchecked, m.digest))
 	m.rt = wazero.NewRuntimeWithConfig(ctx, rc)
 	compiled, err := m.rt.CompileModule(ctx, wasm)
 	if err != nil {
