@@ -267,7 +267,7 @@ func TestHostileGuestsAreQuarantined(t *testing.T) {
 // (5 ms for a 32-event batch) is about 100x the standard pack's cost for the
 // same batch, so the pack never trips it even on a loaded machine.
 func hostileConfig() Config {
-	return Config{MemoryLimit: 16 << 20, Timeout: 100 * time.Millisecond, InitTimeout: time.Second, SlowBatch: 5 * time.Millisecond}
+	return Config{MemoryLimit: 16 << 20, Timeout: raceSlowdown * 100 * time.Millisecond, InitTimeout: raceSlowdown * time.Second, SlowBatch: raceSlowdown * 5 * time.Millisecond}
 }
 
 // With every broken guest loaded at once, the healthy pack's p99 batch
@@ -361,9 +361,9 @@ func TestHotReload(t *testing.T) {
 		t.Fatalf("broken replacement: %+v", ms)
 	}
 	// ...and a fixed one replaces it without a restart.
-	copyFile(t, filepath.Join(build, "examples", "go-example.wasm"), filepath.Join(dir, "c-example.wasm"))
-	waitFor(t, "the fix to load", func() bool { return moduleStats(t, e, "c-example.wasm").Module == "go-example" })
-	if got := rulesFor(); !slices.Equal(got, []string{"c-example.wasm:Terminal shell in container", "standard.wasm:Terminal shell in container"}) {
+	copyFile(t, filepath.Join(build, "conformance", "c.wasm"), filepath.Join(dir, "c-example.wasm"))
+	waitFor(t, "the fix to load", func() bool { return moduleStats(t, e, "c-example.wasm").Module == "conformance" })
+	if got := rulesFor(); !slices.Equal(got, []string{"c-example.wasm:conf-observe", "c-example.wasm:conf-shell", "standard.wasm:Terminal shell in container"}) {
 		t.Fatalf("after fix: %v", got)
 	}
 	// Remove a module.
