@@ -29,7 +29,9 @@ need_pkgs() {
 
 group_base() { need_pkgs clang-14 llvm-14 libbpf-dev bpftool runc busybox-static iproute2 ca-certificates; }
 group_wasm() {
-	need_pkgs clang-14 lld-14 wabt rustc libstd-rust-dev-wasm32 nodejs npm
+	need_pkgs clang-14 lld-14 wabt rustc libstd-rust-dev-wasm32 nodejs
+	# NodeSource's nodejs ships npm itself and conflicts with Debian's npm.
+	command -v npm >/dev/null || need_pkgs npm
 }
 group_vm() { need_pkgs qemu-system-x86 cpio; }
 group_k8s() { need_pkgs etcd-server containerd containernetworking-plugins iptables conntrack; }
