@@ -456,3 +456,27 @@ func TestUncheckedModuleGivesSameVerdicts(t *testing.T) {
 		runFixtureFile(t, e, f)
 	}
 }
+
+// Output field values read from the wire batch match those read from the
+// event itself.
+func TestBatchFieldValuesMatchEvent(t *testing.T) {
+	build := buildDir(t)
+	e := newEngine(t, Config{}, filepath.Join(build, "standard.wasm"))
+	ev := &event.Event{Kind: event.KindExec}
+	ev.Proc.Name, ev.Proc.Exe, ev.Proc.Args, ev.Proc.UID = "bash", "/bin/bash", []string{"bash", "-i"}, 0
+	ev.Container.ID, ev.K8s.Namespace, ev.K8s.Pod = "abc", "prod", "web-0"
+	var b Batch
+	b.Add(ev)
+	vs, err := e.EvaluateBatch(context.Background(), &b, nil)
+	if err != nil || len(vs) != 1 {
+		t.Fatalf("%v %+v", err, vs)
+	}
+	got, err := b.FieldValues(&vs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := vs[0].FieldValues(ev)
+	if fmt.Sprint(got) != fmt.Sprint(want) || len(got) < 5 {
+		t.Fatalf("from the wire %v, from the event %v", got, want)
+	}
+}
