@@ -429,12 +429,21 @@ static inline void vigil__put16(vigil_u8 *p, vigil_u32 v) {
 	p[1] = (vigil_u8)(v >> 8);
 }
 
-/* vigil_emit appends one record for the current event; see ABI.md. */
-static inline void vigil_emit(vigil_u8 type, vigil_u16 rule, vigil_u8 action, vigil_u8 prio, const char *msg,
+/* vigil__emit appends one record for the current event (ABI.md, "Output
+ * buffer"). No loops: the field count is found by a fully unrolled scan and
+ * the copies are memory.copy, because each guest loop iteration costs a
+ * termination check in the host. */
+VIGIL_INLINE void vigil__emit(vigil_u8 type, vigil_u16 rule, vigil_u8 action, vigil_u8 prio, const char *msg, vigil_u32 ml,
 			      const vigil_u16 *fields) {
-	vigil_u32 nf = 0, ml = msg ? vigil__cstrlen(msg) : 0;
-	while (fields && fields[nf] && nf < 16)
-		nf++;
+	vigil_u32 nf = 0;
+	if (fields) {
+#pragma clang loop unroll(full)
+		for (int i = 0; i < 16; i++) {
+			if (fields[nf] == 0)
+				break;
+			nf++;
+		}
+	}
 	if (ml > 1024)
 		ml = 1024;
 	vigil_u32 rl = 14 + 2 * nf + ml;
@@ -452,31 +461,24 @@ static inline void vigil_emit(vigil_u8 type, vigil_u16 rule, vigil_u8 action, vi
 	p[10] = prio;
 	p[11] = (vigil_u8)nf;
 	vigil__put16(p + 12, ml);
-	for (vigil_u32 i = 0; i < nf; i++)
-		vigil__put16(p + 14 + 2 * i, fields[i]);
-	for (vigil_u32 i = 0; i < ml; i++)
-		p[14 + 2 * nf + i] = (vigil_u8)msg[i];
+	__builtin_memcpy(p + 14, fields, 2 * nf); /* wasm is little endian, as is the ABI */
+	__builtin_memcpy(p + 14 + 2 * nf, msg, ml);
 	vigil__out_len += rl;
 	vigil__out_n++;
 }
 
-static inline void vigil_alert(vigil_u16 rule, vigil_u8 prio, const char *msg, const vigil_u16 *fields) {
-	vigil_emit(1, rule, VIGIL_ACT_ALERT, prio, msg, fields);
-}
-static inline void vigil_kill(vigil_u16 rule, vigil_u8 prio, const char *msg, const vigil_u16 *fields) {
-	vigil_emit(1, rule, VIGIL_ACT_KILL, prio, msg, fields);
-}
-static inline void vigil_block(vigil_u16 rule, vigil_u8 prio, const char *msg, const vigil_u16 *fields) {
-	vigil_emit(1, rule, VIGIL_ACT_BLOCK, prio, msg, fields);
-}
-/* vigil_fire uses the rule's default action and priority from metadata. */
-static inline void vigil_fire(vigil_u16 rule, const char *msg, const vigil_u16 *fields) {
-	vigil_emit(1, rule, VIGIL_DEFAULT, VIGIL_DEFAULT, msg, fields);
-}
-/* vigil_observe records a fact for behavior detection; key is its name. */
-static inline void vigil_observe(vigil_u16 rule, const char *key, const vigil_u16 *fields) {
-	vigil_emit(2, rule, 0, 0, key, fields);
-}
+/* vigil_emit appends one record; type 1 verdict, 2 observation. */
+#define vigil_emit(type, rule, action, prio, msg, fields) \
+	vigil__emit((type), (rule), (action), (prio), (msg), (msg) ? (vigil_u32)__builtin_strlen(msg) : 0, (fields))
+/* vigil_alert/kill/block(rule, prio, msg, fields): a verdict with that
+ * action; prio may be VIGIL_DEFAULT. */
+#define vigil_alert(rule, prio, msg, fields) vigil_emit(1, (rule), VIGIL_ACT_ALERT, (prio), (msg), (fields))
+#define vigil_kill(rule, prio, msg, fields) vigil_emit(1, (rule), VIGIL_ACT_KILL, (prio), (msg), (fields))
+#define vigil_block(rule, prio, msg, fields) vigil_emit(1, (rule), VIGIL_ACT_BLOCK, (prio), (msg), (fields))
+/* vigil_fire(rule, msg, fields): the rule's default action and priority. */
+#define vigil_fire(rule, msg, fields) vigil_emit(1, (rule), VIGIL_DEFAULT, VIGIL_DEFAULT, (msg), (fields))
+/* vigil_observe(rule, key, fields): a fact for behavior detection. */
+#define vigil_observe(rule, key, fields) vigil_emit(2, (rule), 0, 0, (key), (fields))
 
 /* ---- exports (ABI) ------------------------------------------------------- */
 
