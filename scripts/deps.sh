@@ -33,6 +33,10 @@ group_wasm() {
 	# The machine image may ship its own Node.js (with npm inside); Debian's
 	# npm conflicts with it, so install Debian's only when there is none.
 	command -v npm >/dev/null || need_pkgs nodejs npm
+
+	need_pkgs clang-14 lld-14 wabt rustc libstd-rust-dev-wasm32 nodejs
+	# NodeSource's nodejs ships npm itself and conflicts with Debian's npm.
+	command -v npm >/dev/null || need_pkgs npm
 }
 group_vm() { need_pkgs qemu-system-x86 cpio; }
 group_k8s() { need_pkgs etcd-server containerd containernetworking-plugins iptables conntrack runc busybox-static util-linux; }

@@ -3,6 +3,7 @@ package rules
 import (
 	"encoding/binary"
 	"fmt"
+	"net/netip"
 
 	"github.com/vigilsec/vigil/guard/event"
 )
@@ -69,5 +70,54 @@ func (b *Batch) AddJSON(j []byte) error {
 	b.buf = buf
 	b.offs = append(b.offs, start)
 	b.kinds = append(b.kinds, event.Kind(binary.LittleEndian.Uint16(buf[start+4:])))
+	return nil
+}
+
+// FieldValues returns a verdict's output fields read from the batch's own
+// wire bytes, keyed by registry name: the form of Verdict.FieldValues for
+// callers that evaluated pre-encoded events and hold no event.Event.
+func (b *Batch) FieldValues(v *Verdict) (map[string]any, error) {
+	if v.Event < 0 || v.Event >= b.Len() {
+		return nil, fmt.Errorf("verdict names event %d of a batch of %d", v.Event, b.Len())
+	}
+	if len(v.Fields) == 0 {
+		return nil, nil
+	}
+	_, recs, _, err := event.Decode(b.Event(v.Event))
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]any, len(v.Fields))
+	for _, id := range v.Fields {
+		f, ok := event.FieldByID(id)
+		if !ok {
+			continue
+		}
+		out[f.Name] = zeroValue(f.Type) // the wire omits zero values
+		for _, r := range recs {
+			if r.ID == id && r.Index == 0 {
+				out[f.Name] = event.RecordValue(r)
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+func zeroValue(t event.Type) any {
+	switch t {
+	case event.TypeU64:
+		return uint64(0)
+	case event.TypeI64:
+		return int64(0)
+	case event.TypeBool:
+		return false
+	case event.TypeStr:
+		return ""
+	case event.TypeStrList:
+		return []string(nil)
+	case event.TypeAddr:
+		return netip.Addr{}
+	}
 	return nil
 }

@@ -60,13 +60,20 @@ type Config struct {
 	// on SlowStrikes consecutive batches is quarantined [Timeout/2, 3].
 	// CPU time, not wall time, so a loaded node does not quarantine
 	// healthy rules; likewise a batch that hits the (wall-clock) Timeout
-	// having used under Timeout/20 of CPU is counted as starved rather
+	// having used under Timeout/2 of CPU is counted as starved rather
 	// than blamed on the guest (see ModuleStats.StarvedBatches).
 	SlowBatch   time.Duration
 	SlowStrikes int
 	// Pins maps a module file name to its sha256 (hex). When non-nil,
 	// pinning is on: unpinned or changed modules are refused.
 	Pins map[string]string
+	// Unchecked lists sha256 digests (hex) of modules to run WITHOUT
+	// wazero's termination checks. Those checks cost a trip to the host on
+	// every loop back-edge in the guest (10x or more per event for loop-heavy
+	// rules); without them a module that loops hangs its caller for good,
+	// and Timeout no longer applies to it. Only for modules you build and
+	// review yourself, such as the standard pack. [none]
+	Unchecked []string
 	// ReloadInterval polls Dir for changes and reloads [0 = off].
 	ReloadInterval time.Duration
 	// Logger receives quarantine notices and guest log lines [discard].
@@ -365,10 +372,11 @@ type ModuleStats struct {
 	Events, Batches, Verdicts, Observations uint64
 	// DroppedVerdicts counts repeated verdicts of one rule for one event.
 	DroppedVerdicts uint64
-	// StarvedBatches counts batches that hit the wall-clock deadline while
-	// the guest had used under a twentieth of it in CPU time: the node was
-	// starved, so the batch was lost for this module; only SlowStrikes
-	// such batches in a row quarantine it.
+	// StarvedBatches counts calls that hit the wall-clock deadline while
+	// the guest had used under half of it in CPU time: the node was
+	// starved. Such a batch is run once more on a fresh instance; if that
+	// starves too, the batch's verdicts from this module are lost. Only
+	// SlowStrikes starved calls in a row quarantine the module.
 	StarvedBatches       uint64
 	LogLines, LogDropped uint64
 	Instances            int64

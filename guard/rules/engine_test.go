@@ -267,7 +267,7 @@ func TestHostileGuestsAreQuarantined(t *testing.T) {
 // (5 ms for a 32-event batch) is about 100x the standard pack's cost for the
 // same batch, so the pack never trips it even on a loaded machine.
 func hostileConfig() Config {
-	return Config{MemoryLimit: 16 << 20, Timeout: 100 * time.Millisecond, InitTimeout: time.Second, SlowBatch: 5 * time.Millisecond}
+	return Config{MemoryLimit: 16 << 20, Timeout: raceSlowdown * 100 * time.Millisecond, InitTimeout: raceSlowdown * time.Second, SlowBatch: raceSlowdown * 5 * time.Millisecond}
 }
 
 // With every broken guest loaded at once, the healthy pack's p99 batch
@@ -361,9 +361,9 @@ func TestHotReload(t *testing.T) {
 		t.Fatalf("broken replacement: %+v", ms)
 	}
 	// ...and a fixed one replaces it without a restart.
-	copyFile(t, filepath.Join(build, "examples", "go-example.wasm"), filepath.Join(dir, "c-example.wasm"))
-	waitFor(t, "the fix to load", func() bool { return moduleStats(t, e, "c-example.wasm").Module == "go-example" })
-	if got := rulesFor(); !slices.Equal(got, []string{"c-example.wasm:Terminal shell in container", "standard.wasm:Terminal shell in container"}) {
+	copyFile(t, filepath.Join(build, "conformance", "c.wasm"), filepath.Join(dir, "c-example.wasm"))
+	waitFor(t, "the fix to load", func() bool { return moduleStats(t, e, "c-example.wasm").Module == "conformance" })
+	if got := rulesFor(); !slices.Equal(got, []string{"c-example.wasm:conf-observe", "c-example.wasm:conf-shell", "standard.wasm:Terminal shell in container"}) {
 		t.Fatalf("after fix: %v", got)
 	}
 	// Remove a module.
@@ -438,5 +438,45 @@ func TestVerdictAlertCarriesFieldsFromTheEvent(t *testing.T) {
 	a := vs[0].Alert(ev)
 	if a.Action != alert.ActionKill || a.Priority != alert.Critical || a.Fields["net.dst_port"] != uint64(4444) {
 		t.Fatalf("alert %+v", a)
+	}
+}
+
+// A module listed in Config.Unchecked runs without termination checks and
+// must answer exactly as it does with them.
+func TestUncheckedModuleGivesSameVerdicts(t *testing.T) {
+	build := buildDir(t)
+	std := filepath.Join(build, "standard.wasm")
+	b, err := os.ReadFile(std)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEngine(t, Config{Unchecked: []string{sha256Hex(b)}}, std)
+	files, _ := filepath.Glob(filepath.Join(repoRoot, "wasm-rules", "standard", "fixtures", "*.json"))
+	for _, f := range files {
+		runFixtureFile(t, e, f)
+	}
+}
+
+// Output field values read from the wire batch match those read from the
+// event itself.
+func TestBatchFieldValuesMatchEvent(t *testing.T) {
+	build := buildDir(t)
+	e := newEngine(t, Config{}, filepath.Join(build, "standard.wasm"))
+	ev := &event.Event{Kind: event.KindExec}
+	ev.Proc.Name, ev.Proc.Exe, ev.Proc.Args, ev.Proc.UID = "bash", "/bin/bash", []string{"bash", "-i"}, 0
+	ev.Container.ID, ev.K8s.Namespace, ev.K8s.Pod = "abc", "prod", "web-0"
+	var b Batch
+	b.Add(ev)
+	vs, err := e.EvaluateBatch(context.Background(), &b, nil)
+	if err != nil || len(vs) != 1 {
+		t.Fatalf("%v %+v", err, vs)
+	}
+	got, err := b.FieldValues(&vs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := vs[0].FieldValues(ev)
+	if fmt.Sprint(got) != fmt.Sprint(want) || len(got) < 5 {
+		t.Fatalf("from the wire %v, from the event %v", got, want)
 	}
 }

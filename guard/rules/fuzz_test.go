@@ -41,7 +41,7 @@ func TestDecodeOutput(t *testing.T) {
 		record(2, 0, 1, 1, 0, []uint16{14}, "exec"),
 		record(1, 3, 2, 1, 4, nil, "x"),
 	)
-	vs, dropped, err := decodeOutput(nil, good, 3, fuzzMeta, "m.wasm", nil, make([]int32, 2))
+	vs, dropped, err := decodeOutput(nil, good, 3, fuzzMeta, "m.wasm", nil, make([]int32, 2), map[string]string{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func TestDecodeOutput(t *testing.T) {
 		"too many fields": output(record(1, 1, 0, 0, 4, make([]uint16, 17), "a")),
 	}
 	for name, b := range bad {
-		if _, _, err := decodeOutput(nil, b, 3, fuzzMeta, "m", nil, make([]int32, 2)); err == nil {
+		if _, _, err := decodeOutput(nil, b, 3, fuzzMeta, "m", nil, make([]int32, 2), nil); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
 	}
@@ -89,7 +89,7 @@ func FuzzDecodeOutput(f *testing.F) {
 		for i := range idx {
 			idx[i] = int32(i) * 10
 		}
-		vs, _, err := decodeOutput(nil, b, int(n), fuzzMeta, "m", idx, make([]int32, 2))
+		vs, _, err := decodeOutput(nil, b, int(n), fuzzMeta, "m", idx, make([]int32, 2), nil)
 		if err != nil {
 			return
 		}

@@ -140,10 +140,11 @@ func moduleStats(t testing.TB, e *Engine, name string) ModuleStats {
 	return ModuleStats{}
 }
 
-// waitFor polls cond for up to 10 s (reloads poll every 20 ms in tests).
+// waitFor polls cond for up to 30 s (reloads poll every 20 ms in tests;
+// the bound covers compiling a module on a loaded machine).
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)

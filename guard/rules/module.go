@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,6 +85,7 @@ type instance struct {
 	stack        [3]uint64
 	lastVerdict  []int32
 	memHit       *atomic.Bool // set when a memory.grow was refused
+	intern       map[string]string
 }
 
 // limitedMemory backs a guest's linear memory and refuses to grow it past
@@ -147,7 +149,7 @@ func (m *module) init(ctx context.Context, cache wazero.CompilationCache, wasm [
 	// was left.
 	rc := wazero.NewRuntimeConfigCompiler().
 		WithCompilationCache(cache).
-		WithCloseOnContextDone(true)
+		WithCloseOnContextDone(!slices.Contains(m.cfg.Unchecked, m.digest))
 	m.rt = wazero.NewRuntimeWithConfig(ctx, rc)
 	compiled, err := m.rt.CompileModule(ctx, wasm)
 	if err != nil {
@@ -404,6 +406,20 @@ func (m *module) evaluate(ctx context.Context, in []byte, n int, base int, idx [
 		return dst, nil
 	}
 	dst, fail := m.call(ctx, inst, in, n, base, idx, dst)
+	if fail == errStarved && ctx.Err() == nil {
+		// Not the guest's fault: run the batch again on a fresh instance
+		// rather than lose its verdicts. A second starvation loses them
+		// (counted in StarvedBatches).
+		m.discard(ctx, inst)
+		if inst, err = m.get(ctx); err != nil {
+			if ctx.Err() != nil {
+				return dst, ctx.Err()
+			}
+			m.quarantine(err)
+			return dst, nil
+		}
+		dst, fail = m.call(ctx, inst, in, n, base, idx, dst)
+	}
 	if fail != nil || m.quarantined.Load() {
 		m.discard(ctx, inst) // a failed or interrupted instance never runs again
 		if fail != nil && fail != errStarved {
@@ -454,12 +470,12 @@ func (m *module) call(ctx context.Context, inst *instance, in []byte, n int, bas
 	m.events.Add(uint64(n))
 	if err != nil {
 		reason := m.classify(ctx, err)
-		if errors.Is(reason, ErrDeadline) && took < m.cfg.Timeout/20 {
-			// The wall-clock deadline passed while the guest had barely
-			// run: the node is starved of CPU, the guest is not stuck (a
-			// stuck guest burns every slice it gets). Lose this batch for
-			// this module (counted) and keep the module, unless it keeps
-			// happening.
+		if errors.Is(reason, ErrDeadline) && took < m.cfg.Timeout/2 {
+			// The wall-clock deadline passed while the guest had used
+			// under half of it in CPU: the node is starved, and the guest
+			// may not be stuck. Give it another chance (the caller retries
+			// once) unless it keeps happening: a stuck guest on a starved
+			// node is quarantined after SlowStrikes such calls.
 			m.starved.Add(1)
 			if m.starveStrikes.Add(1) < int32(m.cfg.SlowStrikes) {
 				return dst, errStarved
@@ -491,7 +507,10 @@ func (m *module) call(ctx context.Context, inst *instance, in []byte, n int, bas
 		return dst, fmt.Errorf("%w: output at %#x+%d, memory is %d bytes", ErrBadPointer, ptr, ln, inst.mem.Size())
 	}
 	before := len(dst)
-	dst, dropped, err := decodeOutput(dst, out, n, m.meta, m.name, idx, inst.lastVerdict)
+	if inst.intern == nil {
+		inst.intern = make(map[string]string)
+	}
+	dst, dropped, err := decodeOutput(dst, out, n, m.meta, m.name, idx, inst.lastVerdict, inst.intern)
 	if err != nil {
 		return dst[:before], err
 	}

@@ -9,6 +9,10 @@ import (
 	"github.com/vigilsec/vigil/guard/event"
 )
 
+// maxInterned bounds the per-instance message intern table, so a guest
+// emitting unique messages cannot grow host memory without limit.
+const maxInterned = 4096
+
 // Verdict is one record a rule returned for one event of a batch.
 type Verdict struct {
 	// Event is the event's index in the evaluated batch.
@@ -63,7 +67,11 @@ func (v *Verdict) Alert(e *event.Event) alert.Alert {
 // and enum is checked, and nothing from b is retained (messages are copied).
 // nEvents is the batch size; idx maps a batch-local event index to the
 // caller's index (nil = identity).
-func decodeOutput(dst []Verdict, b []byte, nEvents int, meta *Meta, module string, idx []int32, lastVerdict []int32) ([]Verdict, int, error) {
+//
+// Allocation: field ids of all verdicts share one arena per call, and
+// messages (usually constant strings in the guest) are interned in intern
+// when it is non-nil, so a verdict costs no allocation of its own.
+func decodeOutput(dst []Verdict, b []byte, nEvents int, meta *Meta, module string, idx []int32, lastVerdict []int32, intern map[string]string) ([]Verdict, int, error) {
 	if len(b) > MaxOutputSize {
 		return dst, 0, fmt.Errorf("%w: output of %d bytes exceeds %d", ErrBadOutput, len(b), MaxOutputSize)
 	}
@@ -79,6 +87,7 @@ func decodeOutput(dst []Verdict, b []byte, nEvents int, meta *Meta, module strin
 	}
 	dropped := 0
 	prevEvent := 0
+	var arena []event.FieldID
 	off := 4
 	for i := 0; i < nrec; i++ {
 		if len(b)-off < outHeaderSize {
@@ -136,17 +145,28 @@ func decodeOutput(dst []Verdict, b []byte, nEvents int, meta *Meta, module strin
 		}
 		p := off + outHeaderSize
 		if nf > 0 {
-			v.Fields = make([]event.FieldID, nf)
-			for j := range v.Fields {
-				v.Fields[j] = event.FieldID(binary.LittleEndian.Uint16(b[p:]))
+			if cap(arena)-len(arena) < nf {
+				arena = make([]event.FieldID, 0, max(256, nf))
+			}
+			start := len(arena)
+			for j := 0; j < nf; j++ {
+				arena = append(arena, event.FieldID(binary.LittleEndian.Uint16(b[p:])))
 				p += 2
 			}
+			v.Fields = arena[start:len(arena):len(arena)]
 		}
 		msg := b[p : p+msgLen]
-		if !utf8.Valid(msg) {
-			return dst, dropped, fmt.Errorf("%w: record %d message is not UTF-8", ErrBadOutput, i)
+		if s, ok := intern[string(msg)]; ok {
+			v.Message = s
+		} else {
+			if !utf8.Valid(msg) {
+				return dst, dropped, fmt.Errorf("%w: record %d message is not UTF-8", ErrBadOutput, i)
+			}
+			v.Message = string(msg)
+			if intern != nil && len(intern) < maxInterned {
+				intern[v.Message] = v.Message
+			}
 		}
-		v.Message = string(msg)
 		off += recLen
 		if typ == recVerdict {
 			if lastVerdict[rule] == int32(ev) {

@@ -32,6 +32,11 @@ typedef __UINT64_TYPE__ vigil_u64;
 
 #define VIGIL_ABI_VERSION 1
 
+/* String helpers are always inlined so that literal lengths fold to
+ * constants: the host charges a termination check per Wasm loop iteration,
+ * so a strlen loop per comparison is the main cost of a naive rule. */
+#define VIGIL_INLINE static inline __attribute__((always_inline))
+
 /* Priorities (alert.Priority) and actions (alert.Action). */
 #define VIGIL_EMERGENCY 0
 #define VIGIL_ALERT 1
@@ -171,6 +176,7 @@ static inline vigil_u64 vigil__u64(const vigil_u8 *p) {
  * are sorted, so the walk stops early. */
 static inline const vigil_u8 *vigil_find(const vigil_event *e, vigil_u16 id, vigil_u16 idx, vigil_u32 *len) {
 	vigil_u32 off = 8, n = vigil__u16(e->p + 6);
+#pragma clang loop unroll_count(4)
 	for (vigil_u32 i = 0; i < n && off + 8 <= e->len; i++) {
 		vigil_u16 fid = vigil__u16(e->p + off), fidx = vigil__u16(e->p + off + 2);
 		vigil_u32 l = vigil__u32(e->p + off + 4);
@@ -252,56 +258,146 @@ static inline int vigil_list_next(vigil_list *l, vigil_str_t *s) {
 
 /* ---- strings ------------------------------------------------------------- */
 
-static inline vigil_u32 vigil__cstrlen(const char *c) {
-	vigil_u32 n = 0;
+/* strlen for the cases the compiler cannot fold (non-literal arguments);
+ * with literals, __builtin_strlen folds to a constant after inlining. */
+__attribute__((weak)) __SIZE_TYPE__ strlen(const char *c) {
+	__SIZE_TYPE__ n = 0;
 	while (c[n])
 		n++;
 	return n;
 }
-static inline int vigil__memeq(const char *a, const char *b, vigil_u32 n) {
-	for (vigil_u32 i = 0; i < n; i++)
-		if (a[i] != b[i])
+#define vigil__cstrlen(c) ((vigil_u32)__builtin_strlen(c))
+static inline vigil_u32 vigil__loopstrlen(const char *c) { return (vigil_u32)strlen(c); }
+
+/* vigil__memeq compares 8, 4, 2 then 1 bytes at a time; with a constant n
+ * it compiles to a few loads and no loop. */
+VIGIL_INLINE int vigil__memeq(const char *a, const char *b, vigil_u32 n) {
+	while (n >= 8) {
+		vigil_u64 x, y;
+		__builtin_memcpy(&x, a, 8);
+		__builtin_memcpy(&y, b, 8);
+		if (x != y)
 			return 0;
-	return 1;
+		a += 8, b += 8, n -= 8;
+	}
+	if (n >= 4) {
+		vigil_u32 x, y;
+		__builtin_memcpy(&x, a, 4);
+		__builtin_memcpy(&y, b, 4);
+		if (x != y)
+			return 0;
+		a += 4, b += 4, n -= 4;
+	}
+	if (n >= 2) {
+		vigil_u16 x, y;
+		__builtin_memcpy(&x, a, 2);
+		__builtin_memcpy(&y, b, 2);
+		if (x != y)
+			return 0;
+		a += 2, b += 2, n -= 2;
+	}
+	return n == 0 || a[0] == b[0];
 }
-static inline int vigil_str_eq(vigil_str_t s, const char *c) {
-	vigil_u32 n = vigil__cstrlen(c);
-	return s.n == n && vigil__memeq(s.p, c, n);
-}
-static inline int vigil_str_prefix(vigil_str_t s, const char *c) {
-	vigil_u32 n = vigil__cstrlen(c);
-	return s.n >= n && vigil__memeq(s.p, c, n);
-}
-static inline int vigil_str_suffix(vigil_str_t s, const char *c) {
-	vigil_u32 n = vigil__cstrlen(c);
+/* Each comparison exists as a function (usable as a pointer, e.g. with
+ * vigil_list_any) and as a same-named macro that measures a literal at
+ * compile time; the macro applies whenever the name is followed by '('. */
+VIGIL_INLINE int vigil__eqn(vigil_str_t s, const char *c, vigil_u32 n) { return s.n == n && vigil__memeq(s.p, c, n); }
+VIGIL_INLINE int vigil__prefixn(vigil_str_t s, const char *c, vigil_u32 n) { return s.n >= n && vigil__memeq(s.p, c, n); }
+VIGIL_INLINE int vigil__suffixn(vigil_str_t s, const char *c, vigil_u32 n) {
 	return s.n >= n && vigil__memeq(s.p + s.n - n, c, n);
 }
-static inline int vigil_str_contains(vigil_str_t s, const char *c) {
-	vigil_u32 n = vigil__cstrlen(c);
+VIGIL_INLINE int vigil__containsn(vigil_str_t s, const char *c, vigil_u32 n) {
 	if (n == 0)
 		return 1;
 	for (vigil_u32 i = 0; i + n <= s.n; i++)
-		if (vigil__memeq(s.p + i, c, n))
+		if (s.p[i] == c[0] && vigil__memeq(s.p + i, c, n))
 			return 1;
 	return 0;
 }
-/* vigil_str_in_list reports whether s equals one of the NULL-terminated
- * list; vigil_str_in is the variadic-looking macro form. */
-static inline int vigil_str_in_list(vigil_str_t s, const char *const *list) {
-	for (; *list; list++)
-		if (vigil_str_eq(s, *list))
-			return 1;
-	return 0;
-}
-#define vigil_str_in(s, ...) vigil_str_in_list((s), (const char *const[]){__VA_ARGS__, 0})
-/* vigil_str_prefix_in: s starts with one of the prefixes. */
-static inline int vigil_str_prefix_list(vigil_str_t s, const char *const *list) {
-	for (; *list; list++)
-		if (vigil_str_prefix(s, *list))
-			return 1;
-	return 0;
-}
-#define vigil_str_prefix_in(s, ...) vigil_str_prefix_list((s), (const char *const[]){__VA_ARGS__, 0})
+static inline int(vigil_str_eq)(vigil_str_t s, const char *c) { return vigil__eqn(s, c, vigil__loopstrlen(c)); }
+static inline int(vigil_str_prefix)(vigil_str_t s, const char *c) { return vigil__prefixn(s, c, vigil__loopstrlen(c)); }
+static inline int(vigil_str_suffix)(vigil_str_t s, const char *c) { return vigil__suffixn(s, c, vigil__loopstrlen(c)); }
+static inline int(vigil_str_contains)(vigil_str_t s, const char *c) { return vigil__containsn(s, c, vigil__loopstrlen(c)); }
+#define vigil_str_eq(s, c) vigil__eqn((s), (c), (vigil_u32)__builtin_strlen(c))
+#define vigil_str_prefix(s, c) vigil__prefixn((s), (c), (vigil_u32)__builtin_strlen(c))
+#define vigil_str_suffix(s, c) vigil__suffixn((s), (c), (vigil_u32)__builtin_strlen(c))
+#define vigil_str_contains(s, c) vigil__containsn((s), (c), (vigil_u32)__builtin_strlen(c))
+/* VIGIL__ORMAP(f, x, a...) expands to (f(x, a1) || f(x, a2) || ...), up to 64 items, so a
+ * list match compiles to straight-line code with constant lengths: no loop
+ * (every Wasm loop iteration costs a termination check in the host). */
+#define VIGIL__NARG(...) VIGIL__NARG_(__VA_ARGS__, 64, 63, 62, 61, 60, 59, 58, 57, 56, 55, 54, 53, 52, 51, 50, 49, 48, 47, 46, 45, 44, 43, 42, 41, 40, 39, 38, 37, 36, 35, 34, 33, 32, 31, 30, 29, 28, 27, 26, 25, 24, 23, 22, 21, 20, 19, 18, 17, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1)
+#define VIGIL__NARG_(_1, _2, _3, _4, _5, _6, _7, _8, _9, _10, _11, _12, _13, _14, _15, _16, _17, _18, _19, _20, _21, _22, _23, _24, _25, _26, _27, _28, _29, _30, _31, _32, _33, _34, _35, _36, _37, _38, _39, _40, _41, _42, _43, _44, _45, _46, _47, _48, _49, _50, _51, _52, _53, _54, _55, _56, _57, _58, _59, _60, _61, _62, _63, _64, n, ...) n
+#define VIGIL__CAT(a, b) VIGIL__CAT_(a, b)
+#define VIGIL__CAT_(a, b) a##b
+#define VIGIL__ORMAP(f, x, ...) (VIGIL__CAT(VIGIL__OR, VIGIL__NARG(__VA_ARGS__))(f, x, __VA_ARGS__))
+#define VIGIL__OR1(f, x, a) f(x, a)
+#define VIGIL__OR2(f, x, a, ...) f(x, a) || VIGIL__OR1(f, x, __VA_ARGS__)
+#define VIGIL__OR3(f, x, a, ...) f(x, a) || VIGIL__OR2(f, x, __VA_ARGS__)
+#define VIGIL__OR4(f, x, a, ...) f(x, a) || VIGIL__OR3(f, x, __VA_ARGS__)
+#define VIGIL__OR5(f, x, a, ...) f(x, a) || VIGIL__OR4(f, x, __VA_ARGS__)
+#define VIGIL__OR6(f, x, a, ...) f(x, a) || VIGIL__OR5(f, x, __VA_ARGS__)
+#define VIGIL__OR7(f, x, a, ...) f(x, a) || VIGIL__OR6(f, x, __VA_ARGS__)
+#define VIGIL__OR8(f, x, a, ...) f(x, a) || VIGIL__OR7(f, x, __VA_ARGS__)
+#define VIGIL__OR9(f, x, a, ...) f(x, a) || VIGIL__OR8(f, x, __VA_ARGS__)
+#define VIGIL__OR10(f, x, a, ...) f(x, a) || VIGIL__OR9(f, x, __VA_ARGS__)
+#define VIGIL__OR11(f, x, a, ...) f(x, a) || VIGIL__OR10(f, x, __VA_ARGS__)
+#define VIGIL__OR12(f, x, a, ...) f(x, a) || VIGIL__OR11(f, x, __VA_ARGS__)
+#define VIGIL__OR13(f, x, a, ...) f(x, a) || VIGIL__OR12(f, x, __VA_ARGS__)
+#define VIGIL__OR14(f, x, a, ...) f(x, a) || VIGIL__OR13(f, x, __VA_ARGS__)
+#define VIGIL__OR15(f, x, a, ...) f(x, a) || VIGIL__OR14(f, x, __VA_ARGS__)
+#define VIGIL__OR16(f, x, a, ...) f(x, a) || VIGIL__OR15(f, x, __VA_ARGS__)
+#define VIGIL__OR17(f, x, a, ...) f(x, a) || VIGIL__OR16(f, x, __VA_ARGS__)
+#define VIGIL__OR18(f, x, a, ...) f(x, a) || VIGIL__OR17(f, x, __VA_ARGS__)
+#define VIGIL__OR19(f, x, a, ...) f(x, a) || VIGIL__OR18(f, x, __VA_ARGS__)
+#define VIGIL__OR20(f, x, a, ...) f(x, a) || VIGIL__OR19(f, x, __VA_ARGS__)
+#define VIGIL__OR21(f, x, a, ...) f(x, a) || VIGIL__OR20(f, x, __VA_ARGS__)
+#define VIGIL__OR22(f, x, a, ...) f(x, a) || VIGIL__OR21(f, x, __VA_ARGS__)
+#define VIGIL__OR23(f, x, a, ...) f(x, a) || VIGIL__OR22(f, x, __VA_ARGS__)
+#define VIGIL__OR24(f, x, a, ...) f(x, a) || VIGIL__OR23(f, x, __VA_ARGS__)
+#define VIGIL__OR25(f, x, a, ...) f(x, a) || VIGIL__OR24(f, x, __VA_ARGS__)
+#define VIGIL__OR26(f, x, a, ...) f(x, a) || VIGIL__OR25(f, x, __VA_ARGS__)
+#define VIGIL__OR27(f, x, a, ...) f(x, a) || VIGIL__OR26(f, x, __VA_ARGS__)
+#define VIGIL__OR28(f, x, a, ...) f(x, a) || VIGIL__OR27(f, x, __VA_ARGS__)
+#define VIGIL__OR29(f, x, a, ...) f(x, a) || VIGIL__OR28(f, x, __VA_ARGS__)
+#define VIGIL__OR30(f, x, a, ...) f(x, a) || VIGIL__OR29(f, x, __VA_ARGS__)
+#define VIGIL__OR31(f, x, a, ...) f(x, a) || VIGIL__OR30(f, x, __VA_ARGS__)
+#define VIGIL__OR32(f, x, a, ...) f(x, a) || VIGIL__OR31(f, x, __VA_ARGS__)
+#define VIGIL__OR33(f, x, a, ...) f(x, a) || VIGIL__OR32(f, x, __VA_ARGS__)
+#define VIGIL__OR34(f, x, a, ...) f(x, a) || VIGIL__OR33(f, x, __VA_ARGS__)
+#define VIGIL__OR35(f, x, a, ...) f(x, a) || VIGIL__OR34(f, x, __VA_ARGS__)
+#define VIGIL__OR36(f, x, a, ...) f(x, a) || VIGIL__OR35(f, x, __VA_ARGS__)
+#define VIGIL__OR37(f, x, a, ...) f(x, a) || VIGIL__OR36(f, x, __VA_ARGS__)
+#define VIGIL__OR38(f, x, a, ...) f(x, a) || VIGIL__OR37(f, x, __VA_ARGS__)
+#define VIGIL__OR39(f, x, a, ...) f(x, a) || VIGIL__OR38(f, x, __VA_ARGS__)
+#define VIGIL__OR40(f, x, a, ...) f(x, a) || VIGIL__OR39(f, x, __VA_ARGS__)
+#define VIGIL__OR41(f, x, a, ...) f(x, a) || VIGIL__OR40(f, x, __VA_ARGS__)
+#define VIGIL__OR42(f, x, a, ...) f(x, a) || VIGIL__OR41(f, x, __VA_ARGS__)
+#define VIGIL__OR43(f, x, a, ...) f(x, a) || VIGIL__OR42(f, x, __VA_ARGS__)
+#define VIGIL__OR44(f, x, a, ...) f(x, a) || VIGIL__OR43(f, x, __VA_ARGS__)
+#define VIGIL__OR45(f, x, a, ...) f(x, a) || VIGIL__OR44(f, x, __VA_ARGS__)
+#define VIGIL__OR46(f, x, a, ...) f(x, a) || VIGIL__OR45(f, x, __VA_ARGS__)
+#define VIGIL__OR47(f, x, a, ...) f(x, a) || VIGIL__OR46(f, x, __VA_ARGS__)
+#define VIGIL__OR48(f, x, a, ...) f(x, a) || VIGIL__OR47(f, x, __VA_ARGS__)
+#define VIGIL__OR49(f, x, a, ...) f(x, a) || VIGIL__OR48(f, x, __VA_ARGS__)
+#define VIGIL__OR50(f, x, a, ...) f(x, a) || VIGIL__OR49(f, x, __VA_ARGS__)
+#define VIGIL__OR51(f, x, a, ...) f(x, a) || VIGIL__OR50(f, x, __VA_ARGS__)
+#define VIGIL__OR52(f, x, a, ...) f(x, a) || VIGIL__OR51(f, x, __VA_ARGS__)
+#define VIGIL__OR53(f, x, a, ...) f(x, a) || VIGIL__OR52(f, x, __VA_ARGS__)
+#define VIGIL__OR54(f, x, a, ...) f(x, a) || VIGIL__OR53(f, x, __VA_ARGS__)
+#define VIGIL__OR55(f, x, a, ...) f(x, a) || VIGIL__OR54(f, x, __VA_ARGS__)
+#define VIGIL__OR56(f, x, a, ...) f(x, a) || VIGIL__OR55(f, x, __VA_ARGS__)
+#define VIGIL__OR57(f, x, a, ...) f(x, a) || VIGIL__OR56(f, x, __VA_ARGS__)
+#define VIGIL__OR58(f, x, a, ...) f(x, a) || VIGIL__OR57(f, x, __VA_ARGS__)
+#define VIGIL__OR59(f, x, a, ...) f(x, a) || VIGIL__OR58(f, x, __VA_ARGS__)
+#define VIGIL__OR60(f, x, a, ...) f(x, a) || VIGIL__OR59(f, x, __VA_ARGS__)
+#define VIGIL__OR61(f, x, a, ...) f(x, a) || VIGIL__OR60(f, x, __VA_ARGS__)
+#define VIGIL__OR62(f, x, a, ...) f(x, a) || VIGIL__OR61(f, x, __VA_ARGS__)
+#define VIGIL__OR63(f, x, a, ...) f(x, a) || VIGIL__OR62(f, x, __VA_ARGS__)
+#define VIGIL__OR64(f, x, a, ...) f(x, a) || VIGIL__OR63(f, x, __VA_ARGS__)
+/* vigil_str_in(s, "a", "b", ...): s equals one of the literals.
+ * vigil_str_prefix_in(s, "a", ...): s starts with one of them. */
+#define vigil_str_in(s, ...) ({ vigil_str_t vigil__s = (s); VIGIL__ORMAP(vigil_str_eq, vigil__s, __VA_ARGS__); })
+#define vigil_str_prefix_in(s, ...) ({ vigil_str_t vigil__s = (s); VIGIL__ORMAP(vigil_str_prefix, vigil__s, __VA_ARGS__); })
 /* vigil_list_any: some item of the list satisfies pred(item, arg). */
 static inline int vigil_list_any(vigil_list l, int (*pred)(vigil_str_t, const char *), const char *arg) {
 	vigil_str_t s;
@@ -333,12 +429,21 @@ static inline void vigil__put16(vigil_u8 *p, vigil_u32 v) {
 	p[1] = (vigil_u8)(v >> 8);
 }
 
-/* vigil_emit appends one record for the current event; see ABI.md. */
-static inline void vigil_emit(vigil_u8 type, vigil_u16 rule, vigil_u8 action, vigil_u8 prio, const char *msg,
+/* vigil__emit appends one record for the current event (ABI.md, "Output
+ * buffer"). No loops: the field count is found by a fully unrolled scan and
+ * the copies are memory.copy, because each guest loop iteration costs a
+ * termination check in the host. */
+VIGIL_INLINE void vigil__emit(vigil_u8 type, vigil_u16 rule, vigil_u8 action, vigil_u8 prio, const char *msg, vigil_u32 ml,
 			      const vigil_u16 *fields) {
-	vigil_u32 nf = 0, ml = msg ? vigil__cstrlen(msg) : 0;
-	while (fields && fields[nf] && nf < 16)
-		nf++;
+	vigil_u32 nf = 0;
+	if (fields) {
+#pragma clang loop unroll(full)
+		for (int i = 0; i < 16; i++) {
+			if (fields[nf] == 0)
+				break;
+			nf++;
+		}
+	}
 	if (ml > 1024)
 		ml = 1024;
 	vigil_u32 rl = 14 + 2 * nf + ml;
@@ -356,31 +461,24 @@ static inline void vigil_emit(vigil_u8 type, vigil_u16 rule, vigil_u8 action, vi
 	p[10] = prio;
 	p[11] = (vigil_u8)nf;
 	vigil__put16(p + 12, ml);
-	for (vigil_u32 i = 0; i < nf; i++)
-		vigil__put16(p + 14 + 2 * i, fields[i]);
-	for (vigil_u32 i = 0; i < ml; i++)
-		p[14 + 2 * nf + i] = (vigil_u8)msg[i];
+	__builtin_memcpy(p + 14, fields, 2 * nf); /* wasm is little endian, as is the ABI */
+	__builtin_memcpy(p + 14 + 2 * nf, msg, ml);
 	vigil__out_len += rl;
 	vigil__out_n++;
 }
 
-static inline void vigil_alert(vigil_u16 rule, vigil_u8 prio, const char *msg, const vigil_u16 *fields) {
-	vigil_emit(1, rule, VIGIL_ACT_ALERT, prio, msg, fields);
-}
-static inline void vigil_kill(vigil_u16 rule, vigil_u8 prio, const char *msg, const vigil_u16 *fields) {
-	vigil_emit(1, rule, VIGIL_ACT_KILL, prio, msg, fields);
-}
-static inline void vigil_block(vigil_u16 rule, vigil_u8 prio, const char *msg, const vigil_u16 *fields) {
-	vigil_emit(1, rule, VIGIL_ACT_BLOCK, prio, msg, fields);
-}
-/* vigil_fire uses the rule's default action and priority from metadata. */
-static inline void vigil_fire(vigil_u16 rule, const char *msg, const vigil_u16 *fields) {
-	vigil_emit(1, rule, VIGIL_DEFAULT, VIGIL_DEFAULT, msg, fields);
-}
-/* vigil_observe records a fact for behavior detection; key is its name. */
-static inline void vigil_observe(vigil_u16 rule, const char *key, const vigil_u16 *fields) {
-	vigil_emit(2, rule, 0, 0, key, fields);
-}
+/* vigil_emit appends one record; type 1 verdict, 2 observation. */
+#define vigil_emit(type, rule, action, prio, msg, fields) \
+	vigil__emit((type), (rule), (action), (prio), (msg), (msg) ? (vigil_u32)__builtin_strlen(msg) : 0, (fields))
+/* vigil_alert/kill/block(rule, prio, msg, fields): a verdict with that
+ * action; prio may be VIGIL_DEFAULT. */
+#define vigil_alert(rule, prio, msg, fields) vigil_emit(1, (rule), VIGIL_ACT_ALERT, (prio), (msg), (fields))
+#define vigil_kill(rule, prio, msg, fields) vigil_emit(1, (rule), VIGIL_ACT_KILL, (prio), (msg), (fields))
+#define vigil_block(rule, prio, msg, fields) vigil_emit(1, (rule), VIGIL_ACT_BLOCK, (prio), (msg), (fields))
+/* vigil_fire(rule, msg, fields): the rule's default action and priority. */
+#define vigil_fire(rule, msg, fields) vigil_emit(1, (rule), VIGIL_DEFAULT, VIGIL_DEFAULT, (msg), (fields))
+/* vigil_observe(rule, key, fields): a fact for behavior detection. */
+#define vigil_observe(rule, key, fields) vigil_emit(2, (rule), 0, 0, (key), (fields))
 
 /* ---- exports (ABI) ------------------------------------------------------- */
 

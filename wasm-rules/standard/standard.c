@@ -163,6 +163,8 @@ struct ev {
 static void load(const vigil_event *e, struct ev *v) {
 	__builtin_memset(v, 0, sizeof *v);
 	vigil_u32 off = 8, n = vigil__u16(e->p + 6);
+	/* Unrolled: the host charges a termination check per loop back-edge. */
+#pragma clang loop unroll_count(8)
 	for (vigil_u32 i = 0; i < n && off + 8 <= e->len; i++) {
 		vigil_u16 id = vigil__u16(e->p + off);
 		vigil_u32 l = vigil__u32(e->p + off + 4);
@@ -371,6 +373,14 @@ static void on_exec(struct ev *v) {
 		vigil_fire(R_USER_MGMT, "User-management program run", F_PROC);
 }
 
+/* top_level: a path directly below /, such as /evil.sh. */
+static int top_level(vigil_str_t p) {
+	if (p.n < 2 || p.p[0] != '/')
+		return 0;
+	vigil_str_t rest = {p.p + 1, p.n - 1};
+	return !vigil_str_contains(rest, "/");
+}
+
 static void write_checks(struct ev *v, vigil_str_t p) {
 	if (vigil_str_prefix(p, "/etc/") && !is_etc_writer(v->name) && !vigil_str_prefix(p, "/etc/cron"))
 		vigil_fire(R_WRITE_ETC, "File below /etc opened for writing", F_FILE);
@@ -379,7 +389,7 @@ static void write_checks(struct ev *v, vigil_str_t p) {
 	else if (vigil_str_prefix(p, "/usr/") && !is_pkg_mgr(v->name) && !vigil_str_prefix(p, "/usr/local/share/ca-certificates/"))
 		vigil_fire(R_WRITE_USR, "File below /usr opened for writing", F_FILE);
 	if ((vigil_str_prefix(p, "/root/") && !vigil_str_prefix(p, "/root/.cache/") && !vigil_str_in(p, "/root/.bash_history", "/root/.viminfo", "/root/.lesshst", "/root/.wget-hsts", "/root/.python_history")) ||
-	    (p.n > 1 && p.p[0] == '/' && !vigil_str_contains((vigil_str_t){p.p + 1, p.n - 1}, "/")))
+	    top_level(p))
 		vigil_fire(R_WRITE_ROOT, "File below /root or / opened for writing", F_FILE);
 	if (vigil_str_prefix_in(p, "/etc/cron", "/var/spool/cron/", "/etc/anacrontab") && !is_pkg_mgr(v->name))
 		vigil_fire(R_CRON, "File below a cron directory written", F_FILE);
