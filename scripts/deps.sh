@@ -29,11 +29,6 @@ need_pkgs() {
 
 group_base() { need_pkgs clang-14 llvm-14 libbpf-dev bpftool runc busybox-static iproute2 ca-certificates; }
 group_wasm() {
-	need_pkgs clang-14 lld-14 wabt rustc libstd-rust-dev-wasm32
-	# The machine image may ship its own Node.js (with npm inside); Debian's
-	# npm conflicts with it, so install Debian's only when there is none.
-	command -v npm >/dev/null || need_pkgs nodejs npm
-
 	need_pkgs clang-14 lld-14 wabt rustc libstd-rust-dev-wasm32 nodejs
 	# NodeSource's nodejs ships npm itself and conflicts with Debian's npm.
 	command -v npm >/dev/null || need_pkgs npm
