@@ -204,7 +204,11 @@ func New(ctx context.Context, opt Options) (g *Guard, err error) {
 		if _, err := os.Stat(cfg.Rules.Dir); err != nil {
 			return g, fmt.Errorf("rules dir: %w", err)
 		}
-		g.rules, err = rules.New(ctx, rules.Config{
+		var unchecked []string
+		for _, d := range cfg.Rules.Unchecked {
+			unchecked = append(unchecked, d[len("sha256:"):])
+		}
+		g.rules, err = rules.New(ctx, rules.Config{Unchecked: unchecked,
 			Dir: cfg.Rules.Dir, CacheDir: cfg.Rules.CacheDir, Timeout: cfg.Rules.Timeout.Std(),
 			MemoryLimit: uint64(cfg.Rules.MemoryLimitMiB) << 20, Pins: pins,
 			ReloadInterval: cfg.Rules.ReloadInterval.Std(), Logger: g.log.With("component", "rules"),

@@ -190,11 +190,16 @@ type Rules struct {
 	// Pinning refuses modules whose sha256 is not listed in Pins.
 	Pinning bool `json:"pinning,omitempty"`
 	// Pins maps module file names to "sha256:<hex>".
-	Pins           map[string]string `json:"pins,omitempty"`
-	Timeout        Duration          `json:"timeout,omitempty"`
-	MemoryLimitMiB uint32            `json:"memoryLimitMiB,omitempty"`
-	ReloadInterval Duration          `json:"reloadInterval,omitempty"`
-	CacheDir       string            `json:"cacheDir,omitempty"`
+	Pins map[string]string `json:"pins,omitempty"`
+	// Unchecked lists "sha256:<hex>" digests of vetted modules that run
+	// without the runaway deadline. wazero's interruption check costs a Go
+	// exit per guest loop iteration; a module you wrote and pinned can skip
+	// it at the price of no longer being stoppable. Empty by default.
+	Unchecked      []string `json:"unchecked,omitempty"`
+	Timeout        Duration `json:"timeout,omitempty"`
+	MemoryLimitMiB uint32   `json:"memoryLimitMiB,omitempty"`
+	ReloadInterval Duration `json:"reloadInterval,omitempty"`
+	CacheDir       string   `json:"cacheDir,omitempty"`
 }
 
 // Sensor configures the eBPF sensors.
@@ -404,6 +409,11 @@ func (c *Config) Validate() error {
 			default:
 				bad("policies[%d] %q: deny %q, want ptrace, mount, module_load or setuid", i, p.Name, d)
 			}
+		}
+	}
+	for _, d := range c.Rules.Unchecked {
+		if h, ok := strings.CutPrefix(d, "sha256:"); !ok || len(h) != 64 || strings.Trim(h, "0123456789abcdef") != "" {
+			bad("rules.unchecked %q: want sha256:<64 lowercase hex>", d)
 		}
 	}
 	for name, pin := range c.Rules.Pins {
