@@ -1,6 +1,27 @@
 #!/usr/bin/env bash
-# Runs every benchmark and prints comparable ratios. See BENCHMARKS.md.
+# Runs every benchmark behind BENCHMARKS.md and prints one table of medians
+# and ratios (guard on ÷ off, Wasm ÷ native Go, fasthttp vs net/http). Set
+# COUNT (default 5) for more runs. Needs root for the kernel benchmarks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-echo "==> machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, kernel $(uname -r)"
-go test -run '^$' -bench . -benchtime 2s -count 3 ./guard/... ./webhook/... 2>&1 | grep -E '^(Benchmark|ok|FAIL)'
+COUNT=${COUNT:-5}
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+echo "==> machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM, kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "==> $(go version)"
+run() { # package, -bench regexp, benchtime
+	echo "==> $1 $2" >&2
+	go test -run '^$' -bench "$2" -benchtime "$3" -count "$COUNT" "$1" 2>&1 | tee -a "$out" | grep -E '^(FAIL|panic)' || true
+}
+run ./guard/sensor/   'ExecStorm|OpenClose|TCPConnect' 200x
+run ./guard/sensor/   'Pipeline' 1x
+run ./guard/enforce/  'KillLatency|Overhead|ConnectInterleaved' 200x
+run ./guard/rules/    'StandardPack|SameRule' 20000x
+run ./guard/rules/    'Load' 3x
+run ./guard/process/  'Enrich$|Memory100K' 3x
+run ./guard/baseline/ 'Observe|ProfileMemory' 20000x
+run ./guard/event/    'AppendEvent' 200000x
+run ./webhook/        'ServeTLS|ReviewInProcess' 2000x
+run ./webhook/        'Latency' 1x
+echo
+go run ./scripts/benchtable < "$out"
