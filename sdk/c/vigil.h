@@ -141,6 +141,67 @@ typedef __UINT64_TYPE__ vigil_u64;
 #define VIGIL_F_PRIV_MOUNT_TARGET 151 /* string, priv.mount_target */
 #define VIGIL_F_PRIV_FSTYPE 152 /* string, priv.fstype */
 #define VIGIL_F_PRIV_NAME 153 /* string, priv.name */
+#define VIGIL_F_ADM_KIND 1000 /* string, adm.kind */
+#define VIGIL_F_ADM_NAMESPACE 1001 /* string, adm.namespace */
+#define VIGIL_F_ADM_NAME 1002 /* string, adm.name */
+#define VIGIL_F_ADM_OPERATION 1003 /* string, adm.operation */
+#define VIGIL_F_ADM_USER 1004 /* string, adm.user */
+#define VIGIL_F_ADM_GROUPS 1005 /* string list, adm.groups */
+#define VIGIL_F_ADM_DRY_RUN 1006 /* bool, adm.dry_run */
+#define VIGIL_F_ADM_UID 1007 /* string, adm.uid */
+#define VIGIL_F_ADM_WORKLOAD 1008 /* string, adm.workload */
+#define VIGIL_F_ADM_REVISION 1009 /* string, adm.revision */
+#define VIGIL_F_POD_HOST_NETWORK 1100 /* bool, pod.host_network */
+#define VIGIL_F_POD_HOST_PID 1101 /* bool, pod.host_pid */
+#define VIGIL_F_POD_HOST_IPC 1102 /* bool, pod.host_ipc */
+#define VIGIL_F_POD_HOST_USERS 1103 /* bool, pod.host_users */
+#define VIGIL_F_POD_OS 1104 /* string, pod.os */
+#define VIGIL_F_POD_SERVICE_ACCOUNT 1105 /* string, pod.service_account */
+#define VIGIL_F_POD_RUN_AS_NON_ROOT 1106 /* bool, pod.run_as_non_root */
+#define VIGIL_F_POD_RUN_AS_USER 1107 /* i64, pod.run_as_user */
+#define VIGIL_F_POD_RUN_AS_GROUP 1108 /* i64, pod.run_as_group */
+#define VIGIL_F_POD_SECCOMP 1109 /* string, pod.seccomp */
+#define VIGIL_F_POD_APPARMOR 1110 /* string, pod.apparmor */
+#define VIGIL_F_POD_SELINUX_USER 1111 /* string, pod.selinux_user */
+#define VIGIL_F_POD_SELINUX_ROLE 1112 /* string, pod.selinux_role */
+#define VIGIL_F_POD_SELINUX_TYPE 1113 /* string, pod.selinux_type */
+#define VIGIL_F_POD_SELINUX_LEVEL 1114 /* string, pod.selinux_level */
+#define VIGIL_F_POD_SYSCTLS 1115 /* string list, pod.sysctls */
+#define VIGIL_F_POD_WINDOWS_HOST_PROCESS 1116 /* bool, pod.windows_host_process */
+#define VIGIL_F_POD_ANNOTATIONS 1117 /* string list, pod.annotations */
+#define VIGIL_F_POD_LABELS 1118 /* string list, pod.labels */
+#define VIGIL_F_POD_VOLUME_COUNT 1119 /* u64, pod.volume_count */
+#define VIGIL_F_POD_CONTAINER_COUNT 1120 /* u64, pod.container_count */
+#define VIGIL_F_POD_SELINUX_SET 1121 /* bool, pod.selinux_set */
+#define VIGIL_F_VOLUME_NAME 1200 /* string, volume.name */
+#define VIGIL_F_VOLUME_TYPE 1201 /* string, volume.type */
+#define VIGIL_F_VOLUME_HOST_PATH 1202 /* string, volume.host_path */
+#define VIGIL_F_CONTAINER_SPEC_NAME 1300 /* string, container.spec_name */
+#define VIGIL_F_CONTAINER_SPEC_KIND 1301 /* string, container.spec_kind */
+#define VIGIL_F_CONTAINER_SPEC_IMAGE 1302 /* string, container.spec_image */
+#define VIGIL_F_CONTAINER_COMMAND 1303 /* string list, container.command */
+#define VIGIL_F_CONTAINER_ARGS 1304 /* string list, container.args */
+#define VIGIL_F_CONTAINER_PORTS 1305 /* string list, container.ports */
+#define VIGIL_F_CONTAINER_HOST_PORTS 1306 /* string list, container.host_ports */
+#define VIGIL_F_CONTAINER_PROBE_HOSTS 1307 /* string list, container.probe_hosts */
+#define VIGIL_F_CONTAINER_EXEC_COMMANDS 1308 /* string list, container.exec_commands */
+#define VIGIL_F_CONTAINER_PRIVILEGED 1309 /* bool, container.privileged */
+#define VIGIL_F_CONTAINER_ALLOW_PRIVILEGE_ESCALATION 1310 /* bool, container.allow_privilege_escalation */
+#define VIGIL_F_CONTAINER_CAPS_ADD 1311 /* string list, container.caps_add */
+#define VIGIL_F_CONTAINER_CAPS_DROP 1312 /* string list, container.caps_drop */
+#define VIGIL_F_CONTAINER_RUN_AS_NON_ROOT 1313 /* bool, container.run_as_non_root */
+#define VIGIL_F_CONTAINER_RUN_AS_USER 1314 /* i64, container.run_as_user */
+#define VIGIL_F_CONTAINER_RUN_AS_GROUP 1315 /* i64, container.run_as_group */
+#define VIGIL_F_CONTAINER_READ_ONLY_ROOT_FS 1316 /* bool, container.read_only_root_fs */
+#define VIGIL_F_CONTAINER_PROC_MOUNT 1317 /* string, container.proc_mount */
+#define VIGIL_F_CONTAINER_SECCOMP 1318 /* string, container.seccomp */
+#define VIGIL_F_CONTAINER_APPARMOR 1319 /* string, container.apparmor */
+#define VIGIL_F_CONTAINER_SELINUX_USER 1320 /* string, container.selinux_user */
+#define VIGIL_F_CONTAINER_SELINUX_ROLE 1321 /* string, container.selinux_role */
+#define VIGIL_F_CONTAINER_SELINUX_TYPE 1322 /* string, container.selinux_type */
+#define VIGIL_F_CONTAINER_SELINUX_LEVEL 1323 /* string, container.selinux_level */
+#define VIGIL_F_CONTAINER_WINDOWS_HOST_PROCESS 1324 /* bool, container.windows_host_process */
+#define VIGIL_F_CONTAINER_SELINUX_SET 1325 /* bool, container.selinux_set */
 /* END GENERATED */
 
 /* ---- events ------------------------------------------------------------ */

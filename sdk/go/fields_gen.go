@@ -37,72 +37,133 @@ const (
 
 // Field ids.
 const (
-	FieldEvtKind              FieldID = 1   // evt.kind
-	FieldEvtTime              FieldID = 2   // evt.time
-	FieldEvtCpu               FieldID = 3   // evt.cpu
-	FieldEvtRet               FieldID = 4   // evt.ret
-	FieldProcPid              FieldID = 10  // proc.pid
-	FieldProcTid              FieldID = 11  // proc.tid
-	FieldProcPpid             FieldID = 12  // proc.ppid
-	FieldProcName             FieldID = 13  // proc.name
-	FieldProcExe              FieldID = 14  // proc.exe
-	FieldProcArgs             FieldID = 15  // proc.args
-	FieldProcArgsTruncated    FieldID = 16  // proc.args_truncated
-	FieldProcCwd              FieldID = 17  // proc.cwd
-	FieldProcTty              FieldID = 18  // proc.tty
-	FieldProcCgroupId         FieldID = 19  // proc.cgroup_id
-	FieldProcPidns            FieldID = 20  // proc.pidns
-	FieldProcMntns            FieldID = 21  // proc.mntns
-	FieldProcExeMemfd         FieldID = 22  // proc.exe_memfd
-	FieldProcExeUpper         FieldID = 23  // proc.exe_upper
-	FieldProcExitCode         FieldID = 24  // proc.exit_code
-	FieldProcPname            FieldID = 25  // proc.pname
-	FieldProcPexe             FieldID = 26  // proc.pexe
-	FieldProcAncestors        FieldID = 27  // proc.ancestors
-	FieldProcStartTime        FieldID = 28  // proc.start_time
-	FieldUserUid              FieldID = 40  // user.uid
-	FieldUserGid              FieldID = 41  // user.gid
-	FieldUserEuid             FieldID = 42  // user.euid
-	FieldUserEgid             FieldID = 43  // user.egid
-	FieldUserLoginuid         FieldID = 44  // user.loginuid
-	FieldContainerId          FieldID = 60  // container.id
-	FieldContainerRuntime     FieldID = 61  // container.runtime
-	FieldContainerName        FieldID = 62  // container.name
-	FieldContainerImage       FieldID = 63  // container.image
-	FieldContainerImageDigest FieldID = 64  // container.image_digest
-	FieldK8sPodUid            FieldID = 80  // k8s.pod_uid
-	FieldK8sNs                FieldID = 81  // k8s.ns
-	FieldK8sPod               FieldID = 82  // k8s.pod
-	FieldK8sContainer         FieldID = 83  // k8s.container
-	FieldK8sWorkload          FieldID = 84  // k8s.workload
-	FieldK8sRevision          FieldID = 85  // k8s.revision
-	FieldFilePath             FieldID = 100 // file.path
-	FieldFileNewPath          FieldID = 101 // file.new_path
-	FieldFileFlags            FieldID = 102 // file.flags
-	FieldFileMode             FieldID = 103 // file.mode
-	FieldNetFamily            FieldID = 120 // net.family
-	FieldNetProto             FieldID = 121 // net.proto
-	FieldNetSockType          FieldID = 122 // net.sock_type
-	FieldNetSrcAddr           FieldID = 123 // net.src_addr
-	FieldNetSrcPort           FieldID = 124 // net.src_port
-	FieldNetDstAddr           FieldID = 125 // net.dst_addr
-	FieldNetDstPort           FieldID = 126 // net.dst_port
-	FieldNetFd                FieldID = 127 // net.fd
-	FieldNetBacklog           FieldID = 128 // net.backlog
-	FieldPrivOp               FieldID = 140 // priv.op
-	FieldPrivId0              FieldID = 141 // priv.id0
-	FieldPrivId1              FieldID = 142 // priv.id1
-	FieldPrivId2              FieldID = 143 // priv.id2
-	FieldPrivCapEffective     FieldID = 144 // priv.cap_effective
-	FieldPrivCapPermitted     FieldID = 145 // priv.cap_permitted
-	FieldPrivCapInheritable   FieldID = 146 // priv.cap_inheritable
-	FieldPrivPtraceRequest    FieldID = 147 // priv.ptrace_request
-	FieldPrivTargetPid        FieldID = 148 // priv.target_pid
-	FieldPrivFlags            FieldID = 149 // priv.flags
-	FieldPrivMountSource      FieldID = 150 // priv.mount_source
-	FieldPrivMountTarget      FieldID = 151 // priv.mount_target
-	FieldPrivFstype           FieldID = 152 // priv.fstype
-	FieldPrivName             FieldID = 153 // priv.name
+	FieldEvtKind                           FieldID = 1    // evt.kind
+	FieldEvtTime                           FieldID = 2    // evt.time
+	FieldEvtCpu                            FieldID = 3    // evt.cpu
+	FieldEvtRet                            FieldID = 4    // evt.ret
+	FieldProcPid                           FieldID = 10   // proc.pid
+	FieldProcTid                           FieldID = 11   // proc.tid
+	FieldProcPpid                          FieldID = 12   // proc.ppid
+	FieldProcName                          FieldID = 13   // proc.name
+	FieldProcExe                           FieldID = 14   // proc.exe
+	FieldProcArgs                          FieldID = 15   // proc.args
+	FieldProcArgsTruncated                 FieldID = 16   // proc.args_truncated
+	FieldProcCwd                           FieldID = 17   // proc.cwd
+	FieldProcTty                           FieldID = 18   // proc.tty
+	FieldProcCgroupId                      FieldID = 19   // proc.cgroup_id
+	FieldProcPidns                         FieldID = 20   // proc.pidns
+	FieldProcMntns                         FieldID = 21   // proc.mntns
+	FieldProcExeMemfd                      FieldID = 22   // proc.exe_memfd
+	FieldProcExeUpper                      FieldID = 23   // proc.exe_upper
+	FieldProcExitCode                      FieldID = 24   // proc.exit_code
+	FieldProcPname                         FieldID = 25   // proc.pname
+	FieldProcPexe                          FieldID = 26   // proc.pexe
+	FieldProcAncestors                     FieldID = 27   // proc.ancestors
+	FieldProcStartTime                     FieldID = 28   // proc.start_time
+	FieldUserUid                           FieldID = 40   // user.uid
+	FieldUserGid                           FieldID = 41   // user.gid
+	FieldUserEuid                          FieldID = 42   // user.euid
+	FieldUserEgid                          FieldID = 43   // user.egid
+	FieldUserLoginuid                      FieldID = 44   // user.loginuid
+	FieldContainerId                       FieldID = 60   // container.id
+	FieldContainerRuntime                  FieldID = 61   // container.runtime
+	FieldContainerName                     FieldID = 62   // container.name
+	FieldContainerImage                    FieldID = 63   // container.image
+	FieldContainerImageDigest              FieldID = 64   // container.image_digest
+	FieldK8sPodUid                         FieldID = 80   // k8s.pod_uid
+	FieldK8sNs                             FieldID = 81   // k8s.ns
+	FieldK8sPod                            FieldID = 82   // k8s.pod
+	FieldK8sContainer                      FieldID = 83   // k8s.container
+	FieldK8sWorkload                       FieldID = 84   // k8s.workload
+	FieldK8sRevision                       FieldID = 85   // k8s.revision
+	FieldFilePath                          FieldID = 100  // file.path
+	FieldFileNewPath                       FieldID = 101  // file.new_path
+	FieldFileFlags                         FieldID = 102  // file.flags
+	FieldFileMode                          FieldID = 103  // file.mode
+	FieldNetFamily                         FieldID = 120  // net.family
+	FieldNetProto                          FieldID = 121  // net.proto
+	FieldNetSockType                       FieldID = 122  // net.sock_type
+	FieldNetSrcAddr                        FieldID = 123  // net.src_addr
+	FieldNetSrcPort                        FieldID = 124  // net.src_port
+	FieldNetDstAddr                        FieldID = 125  // net.dst_addr
+	FieldNetDstPort                        FieldID = 126  // net.dst_port
+	FieldNetFd                             FieldID = 127  // net.fd
+	FieldNetBacklog                        FieldID = 128  // net.backlog
+	FieldPrivOp                            FieldID = 140  // priv.op
+	FieldPrivId0                           FieldID = 141  // priv.id0
+	FieldPrivId1                           FieldID = 142  // priv.id1
+	FieldPrivId2                           FieldID = 143  // priv.id2
+	FieldPrivCapEffective                  FieldID = 144  // priv.cap_effective
+	FieldPrivCapPermitted                  FieldID = 145  // priv.cap_permitted
+	FieldPrivCapInheritable                FieldID = 146  // priv.cap_inheritable
+	FieldPrivPtraceRequest                 FieldID = 147  // priv.ptrace_request
+	FieldPrivTargetPid                     FieldID = 148  // priv.target_pid
+	FieldPrivFlags                         FieldID = 149  // priv.flags
+	FieldPrivMountSource                   FieldID = 150  // priv.mount_source
+	FieldPrivMountTarget                   FieldID = 151  // priv.mount_target
+	FieldPrivFstype                        FieldID = 152  // priv.fstype
+	FieldPrivName                          FieldID = 153  // priv.name
+	FieldAdmKind                           FieldID = 1000 // adm.kind
+	FieldAdmNamespace                      FieldID = 1001 // adm.namespace
+	FieldAdmName                           FieldID = 1002 // adm.name
+	FieldAdmOperation                      FieldID = 1003 // adm.operation
+	FieldAdmUser                           FieldID = 1004 // adm.user
+	FieldAdmGroups                         FieldID = 1005 // adm.groups
+	FieldAdmDryRun                         FieldID = 1006 // adm.dry_run
+	FieldAdmUid                            FieldID = 1007 // adm.uid
+	FieldAdmWorkload                       FieldID = 1008 // adm.workload
+	FieldAdmRevision                       FieldID = 1009 // adm.revision
+	FieldPodHostNetwork                    FieldID = 1100 // pod.host_network
+	FieldPodHostPid                        FieldID = 1101 // pod.host_pid
+	FieldPodHostIpc                        FieldID = 1102 // pod.host_ipc
+	FieldPodHostUsers                      FieldID = 1103 // pod.host_users
+	FieldPodOs                             FieldID = 1104 // pod.os
+	FieldPodServiceAccount                 FieldID = 1105 // pod.service_account
+	FieldPodRunAsNonRoot                   FieldID = 1106 // pod.run_as_non_root
+	FieldPodRunAsUser                      FieldID = 1107 // pod.run_as_user
+	FieldPodRunAsGroup                     FieldID = 1108 // pod.run_as_group
+	FieldPodSeccomp                        FieldID = 1109 // pod.seccomp
+	FieldPodApparmor                       FieldID = 1110 // pod.apparmor
+	FieldPodSelinuxUser                    FieldID = 1111 // pod.selinux_user
+	FieldPodSelinuxRole                    FieldID = 1112 // pod.selinux_role
+	FieldPodSelinuxType                    FieldID = 1113 // pod.selinux_type
+	FieldPodSelinuxLevel                   FieldID = 1114 // pod.selinux_level
+	FieldPodSysctls                        FieldID = 1115 // pod.sysctls
+	FieldPodWindowsHostProcess             FieldID = 1116 // pod.windows_host_process
+	FieldPodAnnotations                    FieldID = 1117 // pod.annotations
+	FieldPodLabels                         FieldID = 1118 // pod.labels
+	FieldPodVolumeCount                    FieldID = 1119 // pod.volume_count
+	FieldPodContainerCount                 FieldID = 1120 // pod.container_count
+	FieldPodSelinuxSet                     FieldID = 1121 // pod.selinux_set
+	FieldVolumeName                        FieldID = 1200 // volume.name
+	FieldVolumeType                        FieldID = 1201 // volume.type
+	FieldVolumeHostPath                    FieldID = 1202 // volume.host_path
+	FieldContainerSpecName                 FieldID = 1300 // container.spec_name
+	FieldContainerSpecKind                 FieldID = 1301 // container.spec_kind
+	FieldContainerSpecImage                FieldID = 1302 // container.spec_image
+	FieldContainerCommand                  FieldID = 1303 // container.command
+	FieldContainerArgs                     FieldID = 1304 // container.args
+	FieldContainerPorts                    FieldID = 1305 // container.ports
+	FieldContainerHostPorts                FieldID = 1306 // container.host_ports
+	FieldContainerProbeHosts               FieldID = 1307 // container.probe_hosts
+	FieldContainerExecCommands             FieldID = 1308 // container.exec_commands
+	FieldContainerPrivileged               FieldID = 1309 // container.privileged
+	FieldContainerAllowPrivilegeEscalation FieldID = 1310 // container.allow_privilege_escalation
+	FieldContainerCapsAdd                  FieldID = 1311 // container.caps_add
+	FieldContainerCapsDrop                 FieldID = 1312 // container.caps_drop
+	FieldContainerRunAsNonRoot             FieldID = 1313 // container.run_as_non_root
+	FieldContainerRunAsUser                FieldID = 1314 // container.run_as_user
+	FieldContainerRunAsGroup               FieldID = 1315 // container.run_as_group
+	FieldContainerReadOnlyRootFs           FieldID = 1316 // container.read_only_root_fs
+	FieldContainerProcMount                FieldID = 1317 // container.proc_mount
+	FieldContainerSeccomp                  FieldID = 1318 // container.seccomp
+	FieldContainerApparmor                 FieldID = 1319 // container.apparmor
+	FieldContainerSelinuxUser              FieldID = 1320 // container.selinux_user
+	FieldContainerSelinuxRole              FieldID = 1321 // container.selinux_role
+	FieldContainerSelinuxType              FieldID = 1322 // container.selinux_type
+	FieldContainerSelinuxLevel             FieldID = 1323 // container.selinux_level
+	FieldContainerWindowsHostProcess       FieldID = 1324 // container.windows_host_process
+	FieldContainerSelinuxSet               FieldID = 1325 // container.selinux_set
 )
 
 var kindNames = map[Kind]string{
@@ -136,72 +197,133 @@ var kindNames = map[Kind]string{
 }
 
 var fieldNames = map[FieldID]string{
-	1:   "evt.kind",
-	2:   "evt.time",
-	3:   "evt.cpu",
-	4:   "evt.ret",
-	10:  "proc.pid",
-	11:  "proc.tid",
-	12:  "proc.ppid",
-	13:  "proc.name",
-	14:  "proc.exe",
-	15:  "proc.args",
-	16:  "proc.args_truncated",
-	17:  "proc.cwd",
-	18:  "proc.tty",
-	19:  "proc.cgroup_id",
-	20:  "proc.pidns",
-	21:  "proc.mntns",
-	22:  "proc.exe_memfd",
-	23:  "proc.exe_upper",
-	24:  "proc.exit_code",
-	25:  "proc.pname",
-	26:  "proc.pexe",
-	27:  "proc.ancestors",
-	28:  "proc.start_time",
-	40:  "user.uid",
-	41:  "user.gid",
-	42:  "user.euid",
-	43:  "user.egid",
-	44:  "user.loginuid",
-	60:  "container.id",
-	61:  "container.runtime",
-	62:  "container.name",
-	63:  "container.image",
-	64:  "container.image_digest",
-	80:  "k8s.pod_uid",
-	81:  "k8s.ns",
-	82:  "k8s.pod",
-	83:  "k8s.container",
-	84:  "k8s.workload",
-	85:  "k8s.revision",
-	100: "file.path",
-	101: "file.new_path",
-	102: "file.flags",
-	103: "file.mode",
-	120: "net.family",
-	121: "net.proto",
-	122: "net.sock_type",
-	123: "net.src_addr",
-	124: "net.src_port",
-	125: "net.dst_addr",
-	126: "net.dst_port",
-	127: "net.fd",
-	128: "net.backlog",
-	140: "priv.op",
-	141: "priv.id0",
-	142: "priv.id1",
-	143: "priv.id2",
-	144: "priv.cap_effective",
-	145: "priv.cap_permitted",
-	146: "priv.cap_inheritable",
-	147: "priv.ptrace_request",
-	148: "priv.target_pid",
-	149: "priv.flags",
-	150: "priv.mount_source",
-	151: "priv.mount_target",
-	152: "priv.fstype",
-	153: "priv.name",
+	1:    "evt.kind",
+	2:    "evt.time",
+	3:    "evt.cpu",
+	4:    "evt.ret",
+	10:   "proc.pid",
+	11:   "proc.tid",
+	12:   "proc.ppid",
+	13:   "proc.name",
+	14:   "proc.exe",
+	15:   "proc.args",
+	16:   "proc.args_truncated",
+	17:   "proc.cwd",
+	18:   "proc.tty",
+	19:   "proc.cgroup_id",
+	20:   "proc.pidns",
+	21:   "proc.mntns",
+	22:   "proc.exe_memfd",
+	23:   "proc.exe_upper",
+	24:   "proc.exit_code",
+	25:   "proc.pname",
+	26:   "proc.pexe",
+	27:   "proc.ancestors",
+	28:   "proc.start_time",
+	40:   "user.uid",
+	41:   "user.gid",
+	42:   "user.euid",
+	43:   "user.egid",
+	44:   "user.loginuid",
+	60:   "container.id",
+	61:   "container.runtime",
+	62:   "container.name",
+	63:   "container.image",
+	64:   "container.image_digest",
+	80:   "k8s.pod_uid",
+	81:   "k8s.ns",
+	82:   "k8s.pod",
+	83:   "k8s.container",
+	84:   "k8s.workload",
+	85:   "k8s.revision",
+	100:  "file.path",
+	101:  "file.new_path",
+	102:  "file.flags",
+	103:  "file.mode",
+	120:  "net.family",
+	121:  "net.proto",
+	122:  "net.sock_type",
+	123:  "net.src_addr",
+	124:  "net.src_port",
+	125:  "net.dst_addr",
+	126:  "net.dst_port",
+	127:  "net.fd",
+	128:  "net.backlog",
+	140:  "priv.op",
+	141:  "priv.id0",
+	142:  "priv.id1",
+	143:  "priv.id2",
+	144:  "priv.cap_effective",
+	145:  "priv.cap_permitted",
+	146:  "priv.cap_inheritable",
+	147:  "priv.ptrace_request",
+	148:  "priv.target_pid",
+	149:  "priv.flags",
+	150:  "priv.mount_source",
+	151:  "priv.mount_target",
+	152:  "priv.fstype",
+	153:  "priv.name",
+	1000: "adm.kind",
+	1001: "adm.namespace",
+	1002: "adm.name",
+	1003: "adm.operation",
+	1004: "adm.user",
+	1005: "adm.groups",
+	1006: "adm.dry_run",
+	1007: "adm.uid",
+	1008: "adm.workload",
+	1009: "adm.revision",
+	1100: "pod.host_network",
+	1101: "pod.host_pid",
+	1102: "pod.host_ipc",
+	1103: "pod.host_users",
+	1104: "pod.os",
+	1105: "pod.service_account",
+	1106: "pod.run_as_non_root",
+	1107: "pod.run_as_user",
+	1108: "pod.run_as_group",
+	1109: "pod.seccomp",
+	1110: "pod.apparmor",
+	1111: "pod.selinux_user",
+	1112: "pod.selinux_role",
+	1113: "pod.selinux_type",
+	1114: "pod.selinux_level",
+	1115: "pod.sysctls",
+	1116: "pod.windows_host_process",
+	1117: "pod.annotations",
+	1118: "pod.labels",
+	1119: "pod.volume_count",
+	1120: "pod.container_count",
+	1121: "pod.selinux_set",
+	1200: "volume.name",
+	1201: "volume.type",
+	1202: "volume.host_path",
+	1300: "container.spec_name",
+	1301: "container.spec_kind",
+	1302: "container.spec_image",
+	1303: "container.command",
+	1304: "container.args",
+	1305: "container.ports",
+	1306: "container.host_ports",
+	1307: "container.probe_hosts",
+	1308: "container.exec_commands",
+	1309: "container.privileged",
+	1310: "container.allow_privilege_escalation",
+	1311: "container.caps_add",
+	1312: "container.caps_drop",
+	1313: "container.run_as_non_root",
+	1314: "container.run_as_user",
+	1315: "container.run_as_group",
+	1316: "container.read_only_root_fs",
+	1317: "container.proc_mount",
+	1318: "container.seccomp",
+	1319: "container.apparmor",
+	1320: "container.selinux_user",
+	1321: "container.selinux_role",
+	1322: "container.selinux_type",
+	1323: "container.selinux_level",
+	1324: "container.windows_host_process",
+	1325: "container.selinux_set",
 }
 
 // EvtKind returns evt.kind: Event kind number (see Kinds).
@@ -401,3 +523,188 @@ func (e *Event) PrivFstype() string { return e.Str(FieldPrivFstype) }
 
 // PrivName returns priv.name: memfd name or kernel module name.
 func (e *Event) PrivName() string { return e.Str(FieldPrivName) }
+
+// AdmKind returns adm.kind: Kind of the reviewed object: Pod, Deployment, ReplicaSet, StatefulSet, DaemonSet, Job, CronJob, Namespace.
+func (e *Event) AdmKind() string { return e.Str(FieldAdmKind) }
+
+// AdmNamespace returns adm.namespace: Namespace of the reviewed object.
+func (e *Event) AdmNamespace() string { return e.Str(FieldAdmNamespace) }
+
+// AdmName returns adm.name: Name of the reviewed object (may be empty for generateName creates).
+func (e *Event) AdmName() string { return e.Str(FieldAdmName) }
+
+// AdmOperation returns adm.operation: Admission operation: CREATE, UPDATE, DELETE or CONNECT.
+func (e *Event) AdmOperation() string { return e.Str(FieldAdmOperation) }
+
+// AdmUser returns adm.user: Requesting user (userInfo.username).
+func (e *Event) AdmUser() string { return e.Str(FieldAdmUser) }
+
+// AdmGroups returns adm.groups: Requesting user's groups.
+func (e *Event) AdmGroups() StrList { return e.List(FieldAdmGroups) }
+
+// AdmDryRun returns adm.dry_run: The request is a dry run; nothing is recorded.
+func (e *Event) AdmDryRun() bool { return e.Bool(FieldAdmDryRun) }
+
+// AdmUid returns adm.uid: AdmissionRequest uid.
+func (e *Event) AdmUid() string { return e.Str(FieldAdmUid) }
+
+// AdmWorkload returns adm.workload: Top owner of the pod template as Kind/name, e.g. Deployment/web.
+func (e *Event) AdmWorkload() string { return e.Str(FieldAdmWorkload) }
+
+// AdmRevision returns adm.revision: Revision of the pod template (pod-template-hash or stable template hash).
+func (e *Event) AdmRevision() string { return e.Str(FieldAdmRevision) }
+
+// PodHostNetwork returns pod.host_network: spec.hostNetwork.
+func (e *Event) PodHostNetwork() bool { return e.Bool(FieldPodHostNetwork) }
+
+// PodHostPid returns pod.host_pid: spec.hostPID.
+func (e *Event) PodHostPid() bool { return e.Bool(FieldPodHostPid) }
+
+// PodHostIpc returns pod.host_ipc: spec.hostIPC.
+func (e *Event) PodHostIpc() bool { return e.Bool(FieldPodHostIpc) }
+
+// PodHostUsers returns pod.host_users: spec.hostUsers; present only when set.
+func (e *Event) PodHostUsers() bool { return e.Bool(FieldPodHostUsers) }
+
+// PodOs returns pod.os: spec.os.name (linux, windows); empty when unset.
+func (e *Event) PodOs() string { return e.Str(FieldPodOs) }
+
+// PodServiceAccount returns pod.service_account: spec.serviceAccountName.
+func (e *Event) PodServiceAccount() string { return e.Str(FieldPodServiceAccount) }
+
+// PodRunAsNonRoot returns pod.run_as_non_root: Pod securityContext.runAsNonRoot; present only when set.
+func (e *Event) PodRunAsNonRoot() bool { return e.Bool(FieldPodRunAsNonRoot) }
+
+// PodRunAsUser returns pod.run_as_user: Pod securityContext.runAsUser; present only when set (0 is root).
+func (e *Event) PodRunAsUser() int64 { return e.I64(FieldPodRunAsUser) }
+
+// PodRunAsGroup returns pod.run_as_group: Pod securityContext.runAsGroup; present only when set.
+func (e *Event) PodRunAsGroup() int64 { return e.I64(FieldPodRunAsGroup) }
+
+// PodSeccomp returns pod.seccomp: Pod seccompProfile.type (RuntimeDefault, Localhost, Unconfined); present only when a profile is set.
+func (e *Event) PodSeccomp() string { return e.Str(FieldPodSeccomp) }
+
+// PodApparmor returns pod.apparmor: Pod appArmorProfile.type; present only when a profile is set.
+func (e *Event) PodApparmor() string { return e.Str(FieldPodApparmor) }
+
+// PodSelinuxUser returns pod.selinux_user: Pod seLinuxOptions.user.
+func (e *Event) PodSelinuxUser() string { return e.Str(FieldPodSelinuxUser) }
+
+// PodSelinuxRole returns pod.selinux_role: Pod seLinuxOptions.role.
+func (e *Event) PodSelinuxRole() string { return e.Str(FieldPodSelinuxRole) }
+
+// PodSelinuxType returns pod.selinux_type: Pod seLinuxOptions.type.
+func (e *Event) PodSelinuxType() string { return e.Str(FieldPodSelinuxType) }
+
+// PodSelinuxLevel returns pod.selinux_level: Pod seLinuxOptions.level.
+func (e *Event) PodSelinuxLevel() string { return e.Str(FieldPodSelinuxLevel) }
+
+// PodSysctls returns pod.sysctls: Names of the pod's sysctls.
+func (e *Event) PodSysctls() StrList { return e.List(FieldPodSysctls) }
+
+// PodWindowsHostProcess returns pod.windows_host_process: Pod windowsOptions.hostProcess; present only when set.
+func (e *Event) PodWindowsHostProcess() bool { return e.Bool(FieldPodWindowsHostProcess) }
+
+// PodAnnotations returns pod.annotations: Pod template annotations as key=value, sorted (kubectl's last-applied-configuration is left out).
+func (e *Event) PodAnnotations() StrList { return e.List(FieldPodAnnotations) }
+
+// PodLabels returns pod.labels: Pod template labels as key=value, sorted.
+func (e *Event) PodLabels() StrList { return e.List(FieldPodLabels) }
+
+// PodVolumeCount returns pod.volume_count: Number of volumes; volume fields carry indexes 0..n-1.
+func (e *Event) PodVolumeCount() uint64 { return e.U64(FieldPodVolumeCount) }
+
+// PodContainerCount returns pod.container_count: Number of containers (init, regular, ephemeral); container fields carry indexes 0..n-1.
+func (e *Event) PodContainerCount() uint64 { return e.U64(FieldPodContainerCount) }
+
+// PodSelinuxSet returns pod.selinux_set: Pod seLinuxOptions is set.
+func (e *Event) PodSelinuxSet() bool { return e.Bool(FieldPodSelinuxSet) }
+
+// VolumeName returns volume.name: Volume name (record index = volume number).
+func (e *Event) VolumeName() string { return e.Str(FieldVolumeName) }
+
+// VolumeType returns volume.type: Volume source type: hostPath, configMap, secret, emptyDir, ... or unknown.
+func (e *Event) VolumeType() string { return e.Str(FieldVolumeType) }
+
+// VolumeHostPath returns volume.host_path: hostPath.path of a hostPath volume.
+func (e *Event) VolumeHostPath() string { return e.Str(FieldVolumeHostPath) }
+
+// ContainerSpecName returns container.spec_name: Container name in the pod spec (record index = container number).
+func (e *Event) ContainerSpecName() string { return e.Str(FieldContainerSpecName) }
+
+// ContainerSpecKind returns container.spec_kind: Container kind: init, regular or ephemeral.
+func (e *Event) ContainerSpecKind() string { return e.Str(FieldContainerSpecKind) }
+
+// ContainerSpecImage returns container.spec_image: Container image reference from the spec.
+func (e *Event) ContainerSpecImage() string { return e.Str(FieldContainerSpecImage) }
+
+// ContainerCommand returns container.command: Container command (entrypoint override); empty means the image default.
+func (e *Event) ContainerCommand() StrList { return e.List(FieldContainerCommand) }
+
+// ContainerArgs returns container.args: Container args.
+func (e *Event) ContainerArgs() StrList { return e.List(FieldContainerArgs) }
+
+// ContainerPorts returns container.ports: containerPorts as port/PROTO.
+func (e *Event) ContainerPorts() StrList { return e.List(FieldContainerPorts) }
+
+// ContainerHostPorts returns container.host_ports: Non-zero hostPorts as port/PROTO.
+func (e *Event) ContainerHostPorts() StrList { return e.List(FieldContainerHostPorts) }
+
+// ContainerProbeHosts returns container.probe_hosts: host fields set in httpGet/tcpSocket probes and lifecycle handlers.
+func (e *Event) ContainerProbeHosts() StrList { return e.List(FieldContainerProbeHosts) }
+
+// ContainerExecCommands returns container.exec_commands: argv[0] of exec probes and exec lifecycle hooks.
+func (e *Event) ContainerExecCommands() StrList { return e.List(FieldContainerExecCommands) }
+
+// ContainerPrivileged returns container.privileged: securityContext.privileged; present only when set.
+func (e *Event) ContainerPrivileged() bool { return e.Bool(FieldContainerPrivileged) }
+
+// ContainerAllowPrivilegeEscalation returns container.allow_privilege_escalation: securityContext.allowPrivilegeEscalation; present only when set.
+func (e *Event) ContainerAllowPrivilegeEscalation() bool {
+	return e.Bool(FieldContainerAllowPrivilegeEscalation)
+}
+
+// ContainerCapsAdd returns container.caps_add: securityContext.capabilities.add.
+func (e *Event) ContainerCapsAdd() StrList { return e.List(FieldContainerCapsAdd) }
+
+// ContainerCapsDrop returns container.caps_drop: securityContext.capabilities.drop.
+func (e *Event) ContainerCapsDrop() StrList { return e.List(FieldContainerCapsDrop) }
+
+// ContainerRunAsNonRoot returns container.run_as_non_root: securityContext.runAsNonRoot; present only when set.
+func (e *Event) ContainerRunAsNonRoot() bool { return e.Bool(FieldContainerRunAsNonRoot) }
+
+// ContainerRunAsUser returns container.run_as_user: securityContext.runAsUser; present only when set (0 is root).
+func (e *Event) ContainerRunAsUser() int64 { return e.I64(FieldContainerRunAsUser) }
+
+// ContainerRunAsGroup returns container.run_as_group: securityContext.runAsGroup; present only when set.
+func (e *Event) ContainerRunAsGroup() int64 { return e.I64(FieldContainerRunAsGroup) }
+
+// ContainerReadOnlyRootFs returns container.read_only_root_fs: securityContext.readOnlyRootFilesystem; present only when set.
+func (e *Event) ContainerReadOnlyRootFs() bool { return e.Bool(FieldContainerReadOnlyRootFs) }
+
+// ContainerProcMount returns container.proc_mount: securityContext.procMount (Default, Unmasked); present only when set.
+func (e *Event) ContainerProcMount() string { return e.Str(FieldContainerProcMount) }
+
+// ContainerSeccomp returns container.seccomp: Container seccompProfile.type; present only when a profile is set.
+func (e *Event) ContainerSeccomp() string { return e.Str(FieldContainerSeccomp) }
+
+// ContainerApparmor returns container.apparmor: Container appArmorProfile.type; present only when a profile is set.
+func (e *Event) ContainerApparmor() string { return e.Str(FieldContainerApparmor) }
+
+// ContainerSelinuxUser returns container.selinux_user: Container seLinuxOptions.user.
+func (e *Event) ContainerSelinuxUser() string { return e.Str(FieldContainerSelinuxUser) }
+
+// ContainerSelinuxRole returns container.selinux_role: Container seLinuxOptions.role.
+func (e *Event) ContainerSelinuxRole() string { return e.Str(FieldContainerSelinuxRole) }
+
+// ContainerSelinuxType returns container.selinux_type: Container seLinuxOptions.type.
+func (e *Event) ContainerSelinuxType() string { return e.Str(FieldContainerSelinuxType) }
+
+// ContainerSelinuxLevel returns container.selinux_level: Container seLinuxOptions.level.
+func (e *Event) ContainerSelinuxLevel() string { return e.Str(FieldContainerSelinuxLevel) }
+
+// ContainerWindowsHostProcess returns container.windows_host_process: Container windowsOptions.hostProcess; present only when set.
+func (e *Event) ContainerWindowsHostProcess() bool { return e.Bool(FieldContainerWindowsHostProcess) }
+
+// ContainerSelinuxSet returns container.selinux_set: Container seLinuxOptions is set.
+func (e *Event) ContainerSelinuxSet() bool { return e.Bool(FieldContainerSelinuxSet) }
