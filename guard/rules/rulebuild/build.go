@@ -147,7 +147,7 @@ func Build(ctx context.Context, src string, opts Options) (string, error) {
 		}
 		defer cleanup()
 	case AssemblyScript:
-		cmd, err = ascCmd(ctx, abs, out)
+		cmd, err = ascCmd(ctx, abs, out, opts)
 		if err != nil {
 			return "", err
 		}
@@ -269,14 +269,46 @@ func crateName(dir string) string {
 	return name
 }
 
-// ascCmd builds AssemblyScript with the project's asc (npx).
-func ascCmd(ctx context.Context, dir, out string) (*exec.Cmd, error) {
+// ascCmd builds AssemblyScript with asc from the nearest node_modules
+// (walking up from the source), else from the SDK's own install
+// (sdk/assemblyscript/node_modules, made by `npm ci`). The incremental
+// runtime collects the strings and verdicts a rule allocates per event (the
+// stub runtime never frees); `--use abort=` drops the env.abort import, so an
+// assertion traps instead (the ABI admits only vigil.log).
+func ascCmd(ctx context.Context, dir, out string, opts Options) (*exec.Cmd, error) {
 	entries := []string{"assembly/index.ts", "index.ts"}
 	i := slices.IndexFunc(entries, func(e string) bool { _, err := os.Stat(filepath.Join(dir, e)); return err == nil })
 	if i < 0 {
 		return nil, fmt.Errorf("%s: AssemblyScript rules need assembly/index.ts or index.ts", dir)
 	}
-	cmd := exec.CommandContext(ctx, "npx", "--no-install", "asc", entries[i], "-o", out, "-O3", "--runtime", "stub", "--use", "abort=")
+	asc := findAsc(dir, opts.SDKRoot)
+	if asc == "" {
+		return nil, errors.New("cannot find asc: run `npm ci` in your rule directory or in sdk/assemblyscript")
+	}
+	cmd := exec.CommandContext(ctx, asc, entries[i], "-o", out, "-O3", "--runtime", "incremental", "--use", "abort=")
 	cmd.Dir = dir
 	return cmd, nil
+}
+
+func findAsc(dir, root string) string {
+	for d := dir; ; d = filepath.Dir(d) {
+		if p := filepath.Join(d, "node_modules", ".bin", "asc"); isFile(p) {
+			return p
+		}
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	if root == "" {
+		root = findSDK(dir)
+	}
+	if p := filepath.Join(root, "sdk", "assemblyscript", "node_modules", ".bin", "asc"); root != "" && isFile(p) {
+		return p
+	}
+	return ""
+}
+
+func isFile(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir()
 }
