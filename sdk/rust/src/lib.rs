@@ -576,3 +576,143 @@ macro_rules! export {
         }
     };
 }
+
+// Native unit tests: `rustc --edition=2021 --test sdk/rust/src/lib.rs`
+// (guard/rules/rulebuild runs them). The Wasm exports share this code.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // wire builds one event from (field, index, value) records, sorted.
+    fn wire(kind: u16, recs: &[(u16, u16, &[u8])]) -> Vec<u8> {
+        let mut b = vec![0u8; 8];
+        b[4..6].copy_from_slice(&kind.to_le_bytes());
+        b[6..8].copy_from_slice(&(recs.len() as u16).to_le_bytes());
+        for (id, idx, v) in recs {
+            b.extend_from_slice(&id.to_le_bytes());
+            b.extend_from_slice(&idx.to_le_bytes());
+            b.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            b.extend_from_slice(v);
+        }
+        let n = b.len() as u32;
+        b[0..4].copy_from_slice(&n.to_le_bytes());
+        b
+    }
+
+    fn shell(e: &Event) -> Verdict {
+        if e.proc_name() == "bash" {
+            return alert(Priority::Critical, "bash \"quoted\"", &[Field::PROC_NAME]);
+        }
+        allow()
+    }
+    fn every(_: &Event) -> Verdict {
+        observe("seen", &[])
+    }
+    fn long(_: &Event) -> Verdict {
+        const MANY: &[Field] = &[Field::PROC_NAME; 20];
+        fire("x".repeat(2000), MANY)
+    }
+
+    static M: Module = Module {
+        name: "t\"est",
+        version: "1",
+        rules: &[
+            Rule { name: "shell", kinds: &[Kind::EXEC], eval: shell, ..Rule::DEFAULT },
+            Rule { name: "every", kinds: &[Kind::EXEC, Kind::OPEN], action: Action::Kill, eval: every, ..Rule::DEFAULT },
+            Rule { name: "long", kinds: &[Kind::CONNECT], eval: long, ..Rule::DEFAULT },
+        ],
+    };
+
+    #[test]
+    fn metadata() {
+        let j = meta_json(&M);
+        assert!(j.starts_with(r#"{"abi":1,"module":"t\"est","version":"1","rules":[{"name":"shell","priority":"Warning","kinds":["exec"],"tags":[]}"#), "{}", j);
+        assert!(j.contains(r#"{"name":"every","priority":"Warning","action":"kill","kinds":["exec","open"],"tags":[]}"#), "{}", j);
+    }
+
+    #[test]
+    fn getters() {
+        let args: &[u8] = &[2, 0, b's', b'h', 3, 0, b'-', b'-', b'x'];
+        let b = wire(1, &[
+            (13, 0, b"bash"),
+            (15, 0, args),
+            (22, 0, &[1]),
+            (42, 0, &1000u64.to_le_bytes()),
+            (125, 0, &[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]),
+            (141, 0, &(-1i64).to_le_bytes()),
+        ]);
+        let e = Event::parse(&b).unwrap();
+        assert_eq!(e.kind(), Kind::EXEC);
+        assert_eq!(e.proc_name(), "bash");
+        assert_eq!(e.proc_args().collect::<Vec<_>>(), vec!["sh", "--x"]);
+        assert!(e.proc_args().contains("--x") && !e.proc_args().contains("--"));
+        assert!(e.proc_exe_memfd());
+        assert_eq!(e.user_euid(), 1000);
+        assert_eq!(e.priv_id0(), -1);
+        assert_eq!(e.net_dst_addr(), Some(IpAddr::V6(Ipv6Addr::LOCALHOST)));
+        // Absent fields read as zero values.
+        assert_eq!(e.container_id(), "");
+        assert_eq!(e.user_uid(), 0);
+        assert_eq!(e.net_src_addr(), None);
+        assert_eq!(e.proc_ancestors().count(), 0);
+    }
+
+    #[test]
+    fn invalid_utf8_reads_as_prefix() {
+        let b = wire(1, &[(13, 0, &[b'o', b'k', 0xff, b'x'])]);
+        let e = Event::parse(&b).unwrap();
+        assert_eq!(e.proc_name(), "ok");
+        assert_eq!(e.str_bytes(Field::PROC_NAME), &[b'o', b'k', 0xff, b'x']);
+    }
+
+    #[test]
+    fn output_records() {
+        let mut input = wire(1, &[(13, 0, b"bash")]);
+        input.extend(wire(10, &[]));
+        input.extend(wire(20, &[]));
+        input.extend(wire(99, &[]));
+        let mut out = Vec::new();
+        assert_eq!(evaluate_into(&M, &input, 4, &mut out), 4);
+        assert_eq!(&out[..4], &4u32.to_le_bytes());
+        // Event 0: shell (alert, Critical, one field) then every (observation).
+        let msg = b"bash \"quoted\"";
+        let rl = 14 + 2 + msg.len();
+        assert_eq!(le16(&out, 4) as usize, rl);
+        assert_eq!(&out[6..18], &[1, 1, 0, 0, 0, 0, 0, 0, 2, 1, msg.len() as u8, 0]);
+        assert_eq!(le16(&out, 18), 13);
+        assert_eq!(&out[20..20 + msg.len()], msg);
+        let r2 = 4 + rl;
+        assert_eq!(&out[r2..r2 + 14], &[18, 0, 2, 0, 0, 0, 0, 0, 1, 0, 0, 0, 4, 0]);
+        // Event 1 (open): every; event 2 (connect): long, capped; kind 99: nothing.
+        let r3 = r2 + 18;
+        assert_eq!(out[r3 + 4], 1);
+        let r4 = r3 + 18;
+        assert_eq!(le32(&out, r4 + 4), 2);
+        assert_eq!(out[r4 + 11], 16);
+        assert_eq!(le16(&out, r4 + 12), 1024);
+        assert_eq!(le16(&out, r4) as usize, 14 + 32 + 1024);
+        assert_eq!(out.len(), r4 + 14 + 32 + 1024);
+    }
+
+    #[test]
+    fn malformed_batches_do_not_panic() {
+        let good = wire(1, &[(13, 0, b"bash"), (15, 0, &[200, 0, b'a'])]);
+        let mut out = Vec::new();
+        for cut in 0..good.len() {
+            evaluate_into(&M, &good[..cut], 3, &mut out);
+        }
+        // A record length past the end, and a total length lying both ways.
+        let mut bad = good.clone();
+        bad[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(evaluate_into(&M, &bad, 1, &mut out), 1); // "every" still fires
+        let mut lie = good.clone();
+        lie[0..4].copy_from_slice(&1000u32.to_le_bytes());
+        assert_eq!(evaluate_into(&M, &lie, 1, &mut out), 0);
+        lie[0..4].copy_from_slice(&4u32.to_le_bytes());
+        assert_eq!(evaluate_into(&M, &lie, 1, &mut out), 0);
+        // A string list whose item overruns reads as empty.
+        let e = Event::parse(&good).unwrap();
+        assert_eq!(e.proc_args().count(), 0);
+        assert!(Event::parse(&good[..7]).is_none());
+    }
+}
