@@ -2,7 +2,11 @@
 # Builds every Wasm module from source into wasm-rules/build/ (called by
 # `make rules`): the standard pack, the SDK examples, the conformance module
 # in each SDK language, and the deliberately broken guests used by the host
-# tests. Uses only Debian clang/lld, Go and wabt (scripts/deps.sh wasm).
+# tests. Uses only Debian clang/lld, Go, wabt, Debian rustc with the wasm32
+# std, and AssemblyScript installed by `npm ci` from
+# sdk/assemblyscript/package-lock.json (scripts/deps.sh wasm). Without
+# rustc's wasm32 target or npm, the Rust/AssemblyScript modules are skipped
+# with a warning, except under CI=true where that is an error.
 # Outputs are rebuilt only when a source is newer, so reruns are quick.
 #
 #   wasm-rules/build/standard.wasm           the guard loads this directory
@@ -26,7 +30,7 @@ stale() {
 	local out=$1
 	shift
 	[[ ! -f $out ]] && return 0
-	[[ -n $(find "$@" sdk/c/vigil.h sdk/go guard/rules/rulebuild -newer "$out" -type f 2>/dev/null | head -1) ]]
+	[[ -n $(find "$@" sdk/c/vigil.h sdk/go sdk/rust/src sdk/assemblyscript/assembly guard/rules/rulebuild -newer "$out" -type f 2>/dev/null | head -1) ]]
 }
 
 build() { # build OUT SRC [flags]
@@ -44,6 +48,37 @@ build "$OUT/examples/c-example.wasm" sdk/c/example
 build "$OUT/examples/go-example.wasm" sdk/go/example
 build "$OUT/conformance/c.wasm" wasm-rules/conformance/c
 build "$OUT/conformance/go.wasm" wasm-rules/conformance/go
+# missing TOOL: a toolchain is absent; fatal in CI, a warning elsewhere.
+missing() {
+	if [[ ${CI:-} == true ]]; then
+		echo "==> rules: $1 is required (CI=true); run scripts/deps.sh wasm" >&2
+		exit 1
+	fi
+	echo "==> rules: WARNING: $1 not found, skipping its modules (scripts/deps.sh wasm)" >&2
+}
+
+# Rust: Debian's rustc (the rustup toolchain has no wasm32 target).
+if [[ -d /usr/lib/rustlib/wasm32-unknown-unknown || -n ${RUSTC:-} ]]; then
+	build "$OUT/examples/rust-example.wasm" sdk/rust/example
+	build "$OUT/conformance/rust.wasm" wasm-rules/conformance/rust
+else
+	missing "rustc with the wasm32-unknown-unknown std (libstd-rust-dev-wasm32)"
+fi
+
+# AssemblyScript: asc pinned by the lockfile, installed with `npm ci` when
+# node_modules is missing or older than the lockfile.
+AS=sdk/assemblyscript
+if command -v npm >/dev/null; then
+	if [[ ! -x $AS/node_modules/.bin/asc || $AS/package-lock.json -nt $AS/node_modules/.package-lock.json ]]; then
+		echo "==> rules: npm ci in $AS"
+		(cd "$AS" && npm ci --no-audit --no-fund)
+	fi
+	build "$OUT/examples/assemblyscript-example.wasm" sdk/assemblyscript/example
+	build "$OUT/conformance/assemblyscript.wasm" wasm-rules/conformance/assemblyscript
+else
+	missing "npm (for AssemblyScript)"
+fi
+
 for wat in wasm-rules/hostile/*.wat; do
 	build "$OUT/hostile/$(basename "$wat" .wat).wasm" "$wat" --no-check
 done

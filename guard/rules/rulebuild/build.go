@@ -140,12 +140,14 @@ func Build(ctx context.Context, src string, opts Options) (string, error) {
 		}
 		cmd = exec.CommandContext(ctx, "wat2wasm", "-o", out, file)
 	case Rust:
-		cmd, err = rustCmd(ctx, abs, out)
+		var cleanup func()
+		cmd, cleanup, err = rustCmd(ctx, abs, out, opts)
 		if err != nil {
 			return "", err
 		}
+		defer cleanup()
 	case AssemblyScript:
-		cmd, err = ascCmd(ctx, abs, out)
+		cmd, err = ascCmd(ctx, abs, out, opts)
 		if err != nil {
 			return "", err
 		}
@@ -195,9 +197,12 @@ func findSDK(dir string) string {
 	}
 }
 
-// rustCmd builds with cargo when a Cargo.toml exists (and cargo is
-// installed), else with Debian's rustc directly on src/lib.rs or lib.rs.
-func rustCmd(ctx context.Context, dir, out string) (*exec.Cmd, error) {
+// rustCmd compiles the SDK crate (sdk/rust) to an rlib in a scratch
+// directory, then returns the command that builds the rule crate (src/lib.rs
+// or lib.rs) as a cdylib linked against it. Plain rustc, no cargo: Debian's
+// rustc with libstd-rust-dev-wasm32 has the wasm32 target and crates.io is
+// not needed. A Cargo.toml, when present, only marks the directory as Rust.
+func rustCmd(ctx context.Context, dir, out string, opts Options) (*exec.Cmd, func(), error) {
 	lib := ""
 	for _, c := range []string{"src/lib.rs", "lib.rs"} {
 		if _, err := os.Stat(filepath.Join(dir, c)); err == nil {
@@ -206,22 +211,104 @@ func rustCmd(ctx context.Context, dir, out string) (*exec.Cmd, error) {
 		}
 	}
 	if lib == "" {
-		return nil, fmt.Errorf("%s: rust rules need src/lib.rs or lib.rs", dir)
+		return nil, nil, fmt.Errorf("%s: rust rules need src/lib.rs or lib.rs", dir)
 	}
-	cmd := exec.CommandContext(ctx, "rustc", "--edition=2021", "--crate-type=cdylib", "--target=wasm32-unknown-unknown",
-		"-C", "opt-level=3", "-C", "panic=abort", "-o", out, lib)
+	root := opts.SDKRoot
+	if root == "" {
+		root = findSDK(dir)
+	}
+	sdk := filepath.Join(root, "sdk", "rust", "src", "lib.rs")
+	if _, err := os.Stat(sdk); root == "" || err != nil {
+		return nil, nil, errors.New("cannot find sdk/rust/src/lib.rs: set VIGIL_SDK to the vigil repository root")
+	}
+	tmp, err := os.MkdirTemp("", "vigil-rust-")
+	if err != nil {
+		return nil, nil, err
+	}
+	cleanup := func() { os.RemoveAll(tmp) }
+	rustc := rustcTool()
+	common := []string{"--edition=2021", "--target=wasm32-unknown-unknown", "-C", "opt-level=3", "-C", "panic=abort"}
+	rlib := filepath.Join(tmp, "libvigil.rlib")
+	sdkCmd := exec.CommandContext(ctx, rustc, append(common, "--crate-type=rlib", "--crate-name=vigil", "-o", rlib, sdk)...)
+	fmt.Fprintf(opts.Progress, "    $ %s\n", strings.Join(sdkCmd.Args, " "))
+	sdkCmd.Stdout, sdkCmd.Stderr = opts.Progress, opts.Progress
+	if err := sdkCmd.Run(); err != nil {
+		cleanup()
+		return nil, nil, fmt.Errorf("build the rust SDK: %w", err)
+	}
+	args := append(common, "--crate-type=cdylib", "--crate-name="+crateName(dir), "-C", "strip=symbols",
+		"--extern", "vigil="+rlib, "-o", out, lib)
+	cmd := exec.CommandContext(ctx, rustc, args...)
 	cmd.Dir = dir
-	return cmd, nil
+	return cmd, cleanup, nil
 }
 
-// ascCmd builds AssemblyScript with the project's asc (npx).
-func ascCmd(ctx context.Context, dir, out string) (*exec.Cmd, error) {
+// rustcTool prefers $RUSTC, then Debian's /usr/bin/rustc (the rustup
+// toolchain that may come first on PATH lacks the wasm32 target).
+func rustcTool() string {
+	if r := os.Getenv("RUSTC"); r != "" {
+		return r
+	}
+	if _, err := os.Stat("/usr/lib/rustlib/wasm32-unknown-unknown"); err == nil {
+		return "/usr/bin/rustc"
+	}
+	return "rustc"
+}
+
+// crateName turns a directory name into a valid crate name.
+func crateName(dir string) string {
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' {
+			return r
+		}
+		return '_'
+	}, filepath.Base(dir))
+	if name == "" || name[0] >= '0' && name[0] <= '9' {
+		name = "rule_" + name
+	}
+	return name
+}
+
+// ascCmd builds AssemblyScript with asc from the nearest node_modules
+// (walking up from the source), else from the SDK's own install
+// (sdk/assemblyscript/node_modules, made by `npm ci`). The incremental
+// runtime collects the strings and verdicts a rule allocates per event (the
+// stub runtime never frees); `--use abort=` drops the env.abort import, so an
+// assertion traps instead (the ABI admits only vigil.log).
+func ascCmd(ctx context.Context, dir, out string, opts Options) (*exec.Cmd, error) {
 	entries := []string{"assembly/index.ts", "index.ts"}
 	i := slices.IndexFunc(entries, func(e string) bool { _, err := os.Stat(filepath.Join(dir, e)); return err == nil })
 	if i < 0 {
 		return nil, fmt.Errorf("%s: AssemblyScript rules need assembly/index.ts or index.ts", dir)
 	}
-	cmd := exec.CommandContext(ctx, "npx", "--no-install", "asc", entries[i], "-o", out, "-O3", "--runtime", "stub", "--use", "abort=")
+	asc := findAsc(dir, opts.SDKRoot)
+	if asc == "" {
+		return nil, errors.New("cannot find asc: run `npm ci` in your rule directory or in sdk/assemblyscript")
+	}
+	cmd := exec.CommandContext(ctx, asc, entries[i], "-o", out, "-O3", "--runtime", "incremental", "--use", "abort=")
 	cmd.Dir = dir
 	return cmd, nil
+}
+
+func findAsc(dir, root string) string {
+	for d := dir; ; d = filepath.Dir(d) {
+		if p := filepath.Join(d, "node_modules", ".bin", "asc"); isFile(p) {
+			return p
+		}
+		if filepath.Dir(d) == d {
+			break
+		}
+	}
+	if root == "" {
+		root = findSDK(dir)
+	}
+	if p := filepath.Join(root, "sdk", "assemblyscript", "node_modules", ".bin", "asc"); root != "" && isFile(p) {
+		return p
+	}
+	return ""
+}
+
+func isFile(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && !st.IsDir()
 }
