@@ -111,10 +111,6 @@ func BenchmarkStandardPackUnchecked(b *testing.B) {
 	reportPerEvent(b, batch.Len(), cpu)
 }
 
-// BenchmarkSameRule times one rule three ways on identical events: native
-// Go, Go compiled to Wasm, and C compiled to Wasm (both through the engine,
-// so the Wasm figures include the host's copy-in and verdict decoding).
-
 // BenchmarkSameRule times one rule on identical events natively in Go and
 // as Wasm built from each SDK language (Go, C, Rust, AssemblyScript), all
 // through the engine, so the Wasm figures include the host's copy-in and
@@ -132,7 +128,7 @@ func BenchmarkSameRule(b *testing.B) {
 		}
 		reportPerEvent(b, batch.Len(), cpu)
 	})
-	for _, m := range []string{"go-example.wasm", "c-example.wasm", "c-example.wasm unchecked"} {
+	for _, m := range []string{"go-example.wasm", "c-example.wasm", "rust-example.wasm", "assemblyscript-example.wasm", "c-example.wasm unchecked"} {
 		file, unchecked := strings.CutSuffix(m, " unchecked")
 		name := "wasm-" + strings.TrimSuffix(file, "-example.wasm")
 		if unchecked {
@@ -145,10 +141,6 @@ func BenchmarkSameRule(b *testing.B) {
 				cfg.Unchecked = []string{sha256Hex(wasm)}
 			}
 			e := newEngine(b, cfg, filepath.Join(build, "examples", file))
-
-	for _, m := range []string{"go-example.wasm", "c-example.wasm", "rust-example.wasm", "assemblyscript-example.wasm"} {
-		b.Run("wasm-"+m[:len(m)-len("-example.wasm")], func(b *testing.B) {
-			e := newEngine(b, Config{}, filepath.Join(build, "examples", m))
 			var dst []Verdict
 			b.ResetTimer()
 			cpu := processCPU()
