@@ -3,6 +3,7 @@ package cluster
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -321,4 +322,28 @@ func isZombie(pid int) bool {
 	}
 	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
 	return len(f) > 0 && f[0] == "Z"
+}
+
+// TestLockFile checks that a second node cluster waits for the first one's
+// lock and gives up when its context ends.
+func TestLockFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "node.lock")
+	first, err := lockFile(t.Context(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 700*time.Millisecond)
+	defer cancel()
+	if f, err := lockFile(ctx, p); err == nil {
+		f.Close()
+		t.Fatal("second lock acquired while the first is held")
+	} else if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got %v, want a context deadline error", err)
+	}
+	first.Close()
+	second, err := lockFile(t.Context(), p)
+	if err != nil {
+		t.Fatalf("lock after release: %v", err)
+	}
+	second.Close()
 }

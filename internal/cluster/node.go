@@ -37,7 +37,11 @@ type node struct {
 	containerd *proc
 	kubelet    *proc
 	lock       *os.File
+	// ownsHostKubeletDir: /var/lib/kubelet did not exist before our kubelet.
+	ownsHostKubeletDir bool
 }
+
+const hostKubeletDir = "/var/lib/kubelet"
 
 func startNode(ctx context.Context, c *Cluster) (n *node, err error) {
 	containerdBin, err := lookTool("containerd")
@@ -96,6 +100,11 @@ func startNode(ctx context.Context, c *Cluster) (n *node, err error) {
 	}
 	c.logf("cluster: images loaded in %s", time.Since(st).Round(time.Millisecond))
 
+	// The kubelet hard-codes /var/lib/kubelet/device-plugins; remove it in
+	// stop only if this run created it.
+	if _, err := os.Stat(hostKubeletDir); errors.Is(err, os.ErrNotExist) {
+		n.ownsHostKubeletDir = true
+	}
 	n.kubelet = newProc(c.Dir, "kubelet", filepath.Join(c.opts.BinDir, "kubelet"),
 		"--config="+filepath.Join(dir, "kubelet.yaml"),
 		"--kubeconfig="+filepath.Join(c.Dir, "kubelet.kubeconfig"),
@@ -229,6 +238,9 @@ imageGCLowThresholdPercent: 99
 nodeStatusUpdateFrequency: 2s
 syncFrequency: 5s
 serializeImagePulls: false
+# The kubelet's KUBE-FIREWALL and hint chains serve kube-proxy, which does
+# not run here; without this the host keeps iptables rules after Stop.
+makeIPTablesUtilChains: false
 `, c.NodeIP, ports[0], ports[1], pki, filepath.Join(n.dir, "pod-logs"))
 	return os.WriteFile(filepath.Join(n.dir, "kubelet.yaml"), []byte(kubelet), 0o644)
 }
@@ -319,6 +331,9 @@ func (n *node) stop(c *Cluster) error {
 	errs = append(errs, unmountUnder(n.dir))
 	errs = append(errs, removePodCgroups())
 	removeContainerLogLinks(n.dir)
+	if n.ownsHostKubeletDir {
+		_ = os.RemoveAll(hostKubeletDir)
+	}
 	if n.lock != nil {
 		n.lock.Close() // releases the flock
 		n.lock = nil

@@ -114,3 +114,64 @@ func TestAPIServerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestDaemonSet checks the control plane the guard DaemonSet e2e needs:
+// kube-controller-manager creates the DaemonSet's pod, kube-scheduler binds
+// it to the node, and the kubelet runs it.
+func TestDaemonSet(t *testing.T) {
+	privtest.RequireRoot(t)
+	c := cluster.StartT(t, cluster.Options{Node: true, Scheduler: true, ControllerManager: true})
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	const ns = "ds-smoke"
+	if err := c.EnsureNamespace(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	st := time.Now()
+	err := c.Apply(ctx, `apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: probe
+  namespace: ds-smoke
+spec:
+  selector:
+    matchLabels: {app: probe}
+  template:
+    metadata:
+      labels: {app: probe}
+    spec:
+      terminationGracePeriodSeconds: 0
+      containers:
+      - name: sh
+        image: `+cluster.BusyboxImage+`
+        imagePullPolicy: Never
+        command: ["sleep", "3600"]
+`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var name string
+	for name == "" {
+		pods, err := c.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=probe"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(pods.Items) > 0 {
+			name = pods.Items[0].Name
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("DaemonSet created no pod: %v\ncontroller-manager log:\n%s", ctx.Err(), c.Logs("kube-controller-manager", 30))
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	pod, err := c.WaitPodReady(ctx, ns, name)
+	if err != nil {
+		t.Fatalf("%v\nscheduler log:\n%s", err, c.Logs("kube-scheduler", 20))
+	}
+	if pod.Spec.NodeName != c.NodeName {
+		t.Fatalf("pod on node %q, want %q", pod.Spec.NodeName, c.NodeName)
+	}
+	t.Logf("DaemonSet pod %s Ready %s after apply", name, time.Since(st).Round(time.Millisecond))
+}
