@@ -159,6 +159,7 @@ type req struct {
 	uid, kind, group, ns, name, op, user string
 	dryRun                               bool
 	object                               string // JSON
+	oldObject                            string // JSON, for DELETE and UPDATE
 }
 
 func (r req) json() []byte {
@@ -186,6 +187,12 @@ func (r req) json() []byte {
 			"object":    json.RawMessage(r.object),
 			"dryRun":    r.dryRun,
 		},
+	}
+	if r.oldObject != "" {
+		m["request"].(map[string]any)["oldObject"] = json.RawMessage(r.oldObject)
+	}
+	if r.object == "" {
+		delete(m["request"].(map[string]any), "object")
 	}
 	b, err := json.Marshal(m)
 	if err != nil {

@@ -22,6 +22,26 @@ const (
 	Off
 )
 
+// strictness orders actions: off < audit < enforce.
+func (a Action) strictness() int {
+	switch a {
+	case Enforce:
+		return 2
+	case Audit:
+		return 1
+	}
+	return 0
+}
+
+// weaker reports whether m checks less than d: a weaker action, or the same
+// action at a lower level.
+func (m Mode) weaker(d Mode) bool {
+	if m.Action.strictness() != d.Action.strictness() {
+		return m.Action.strictness() < d.Action.strictness()
+	}
+	return m.Action != Off && m.Level < d.Level
+}
+
 func (a Action) String() string {
 	switch a {
 	case Enforce:

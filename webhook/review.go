@@ -127,8 +127,25 @@ func (s *Server) review(req *admissionv1.AdmissionRequest, now time.Time) (outco
 	kind := req.Kind.Kind
 	op := string(req.Operation)
 
-	if op == string(admissionv1.Delete) || op == string(admissionv1.Connect) {
+	if op == string(admissionv1.Connect) {
 		o.verdict = Skipped
+		return o, nil
+	}
+	if op == string(admissionv1.Delete) {
+		// A deleted workload may be created again; until then a CREATE of
+		// it can only fail with AlreadyExists and must record nothing.
+		o.verdict = Skipped
+		if !dryRun && kind != "Namespace" {
+			// Only the top owner's own deletion forgets the workload: a
+			// deleted pod or old ReplicaSet leaves the Deployment alive.
+			if tmpl, err := s.decodeObject(kind, req.OldObject.Raw); err == nil && tmpl.Workload == kind+"/"+req.Name {
+				ns := req.Namespace
+				if ns == "" {
+					ns = tmpl.Meta.Namespace
+				}
+				o.storeErr = s.store.Forget(profile.WorkloadKey{Namespace: ns, Workload: tmpl.Workload})
+			}
+		}
 		return o, nil
 	}
 	if kind == "Namespace" {
@@ -197,6 +214,7 @@ func (s *Server) review(req *admissionv1.AdmissionRequest, now time.Time) (outco
 		Now:          now,
 		Window:       s.cfg.WindowDuration,
 		Controller:   kind != "Pod",
+		Create:       op == string(admissionv1.Create),
 		FollowLatest: kind == "Pod" && tmpl.Controlled && !tmpl.RevisionFromController,
 		Derive: func() (map[string]string, []profile.Expected) {
 			return tmpl.Aspects(), tmpl.Expected(ns, now)
@@ -267,6 +285,29 @@ func (s *Server) reviewNamespace(req *admissionv1.AdmissionRequest, dryRun bool,
 	o.verdict = Skipped
 	if dryRun {
 		return o, nil
+	}
+	// A validating webhook runs before the API server knows whether the
+	// request will be stored: a CREATE of a namespace that already exists
+	// is rejected (AlreadyExists) only after this review. So a CREATE may
+	// never change a namespace the webhook already knows, and may not set
+	// a mode weaker than the default; weakening takes an UPDATE (kubectl
+	// label), which only someone allowed to modify the namespace can send.
+	if req.Operation == admissionv1.Create {
+		s.modesMu.RLock()
+		_, known := s.labelModes[ns.Name]
+		s.modesMu.RUnlock()
+		weaker := false
+		if mode != "" {
+			if m, err := ParseMode(mode); err == nil && m.weaker(s.cfg.DefaultMode) {
+				weaker = true
+			}
+		}
+		if known || weaker {
+			o.resp.Warnings = []string{"vigil: namespace mode labels on create are ignored when the namespace is already known or the mode is weaker than the default; change them with an update (kubectl label)"}
+			o.verdict = Warned
+			o.audit = &AuditRecord{Reason: "namespace_mode_ignored", Mode: mode, Detail: fmt.Sprintf("create: known=%v weaker=%v", known, weaker)}
+			return o, nil
+		}
 	}
 	if err := s.setLabelMode(ns.Name, mode); err != nil {
 		o.storeErr = err

@@ -46,6 +46,8 @@ type workloadState struct {
 	Latest  string            `json:"latest"`
 	Aspects map[string]string `json:"aspects,omitempty"`
 	Known   map[string]bool   `json:"known"`
+	// Deleted is set by Forget: the workload may be created again.
+	Deleted bool `json:"deleted,omitempty"`
 }
 
 // Open opens or creates the store file at path.
@@ -114,6 +116,10 @@ type Rollout struct {
 	// controller was last admitted with, and is recorded only when the
 	// workload is not known at all (the webhook came up after it).
 	FollowLatest bool
+	// Create marks a CREATE request. A CREATE of a workload the store knows
+	// and has not seen deleted can only fail with AlreadyExists after the
+	// webhook answered, so it records nothing and opens no window.
+	Create bool
 	// Derive, when set, computes Aspects and Profiles; it is called only
 	// when the revision is new to the workload, so the common case pays
 	// for neither.
@@ -135,7 +141,7 @@ type Result struct {
 func (s *Store) Record(r Rollout) (Result, error) {
 	s.mu.RLock()
 	st, ok := s.workloads[r.Workload]
-	unchanged := ok && (r.FollowLatest || st.Latest == r.Revision || (!r.Controller && st.Known[r.Revision]))
+	unchanged := ok && (r.FollowLatest || st.Latest == r.Revision || (!r.Controller && st.Known[r.Revision]) || (r.Create && !st.Deleted))
 	closed := s.closed
 	s.mu.RUnlock()
 	if closed {
@@ -153,7 +159,7 @@ func (s *Store) Record(r Rollout) (Result, error) {
 		return Result{}, ErrClosed
 	}
 	st, ok = s.workloads[r.Workload]
-	if ok && (r.FollowLatest || st.Latest == r.Revision || (!r.Controller && st.Known[r.Revision])) {
+	if ok && (r.FollowLatest || st.Latest == r.Revision || (!r.Controller && st.Known[r.Revision]) || (r.Create && !st.Deleted)) {
 		return Result{}, nil
 	}
 	if r.Derive != nil {
@@ -210,6 +216,32 @@ func (s *Store) Record(r Rollout) (Result, error) {
 	s.workloads[r.Workload] = next
 	res.Recorded = record
 	return res, nil
+}
+
+// Forget marks a workload deleted (from a DELETE review): its next CREATE
+// is a new rollout. Its known revisions stay, for release-window diffs.
+func (s *Store) Forget(w profile.WorkloadKey) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
+	st, ok := s.workloads[w]
+	if !ok || st.Deleted {
+		return nil
+	}
+	next := *st
+	next.Deleted = true
+	k, _ := json.Marshal(w)
+	v, err := json.Marshal(&next)
+	if err != nil {
+		return err
+	}
+	if err := s.db.Update(func(tx *bolt.Tx) error { return tx.Bucket(bucketWorkloads).Put(k, v) }); err != nil {
+		return fmt.Errorf("forget %s/%s: %w", w.Namespace, w.Workload, err)
+	}
+	s.workloads[w] = &next
+	return nil
 }
 
 func changed(prev, cur map[string]string) []string {
