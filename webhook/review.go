@@ -97,6 +97,8 @@ type outcome struct {
 	violations []pss.Violation
 	audit      *AuditRecord
 	ruleAudit  *AuditRecord // a rule engine failure, next to any violation record
+	ruleFailed bool
+	ruleErr    error
 	window     *profile.ReleaseWindow
 	recorded   bool
 	storeErr   error
@@ -156,10 +158,27 @@ func (s *Server) review(req *admissionv1.AdmissionRequest, now time.Time) (outco
 		a.Kind, a.Namespace, a.Name, a.Operation = kind, ns, req.Name, op
 		a.User, a.Groups, a.DryRun, a.UID = req.UserInfo.Username, req.UserInfo.Groups, dryRun, string(req.UID)
 		tmpl.Flatten(&a)
-		o.violations = pss.Check(mode.Level, &a.Pod)
 		if s.cfg.Rules != nil {
-			o.violations = append(o.violations, s.evalRules(&a, &o, dryRun)...)
+			o.violations = s.evalRules(&a, mode, &o, dryRun)
+		} else {
+			// No rule engine: the in-process checks (tests, benchmarks'
+			// baseline, `vigil webhook --admission-rules native`).
+			o.violations = pss.Check(mode.Level, &a.Pod)
 		}
+	}
+	if o.ruleFailed && s.cfg.RuleFailure == FailClosed && mode.Action == Enforce {
+		o.verdict = Denied
+		o.resp.Allowed = false
+		o.resp.Status = &status{
+			Code:    http.StatusForbidden,
+			Reason:  "Forbidden",
+			Message: fmt.Sprintf("vigil: %s %q not admitted: admission rules failed and the failure policy is closed: %v", strings.ToLower(kind), displayName(req, tmpl), o.ruleErr),
+		}
+		return o, nil
+	}
+	if o.ruleFailed && s.cfg.RuleFailure == FailClosed {
+		o.resp.Warnings = append(o.resp.Warnings, fmt.Sprintf("vigil: admission rules failed (would deny in enforce mode): %v", o.ruleErr))
+		o.verdict = Warned
 	}
 	if len(o.violations) > 0 {
 		summary := pss.Summary(o.violations)
@@ -218,8 +237,9 @@ func (s *Server) decodeObject(kind string, raw []byte) (t *object.Template, err 
 	return object.DecodeWith(s.unmarshal, kind, raw)
 }
 
-// evalRules runs the configured admission rules on the wire encoding of a.
-func (s *Server) evalRules(a *event.Admission, o *outcome, dryRun bool) []pss.Violation {
+// evalRules runs the configured admission rules on the wire encoding of a
+// and returns the violations that apply at the namespace's level.
+func (s *Server) evalRules(a *event.Admission, mode Mode, o *outcome, dryRun bool) []pss.Violation {
 	wire, err := event.AppendAdmission(nil, a)
 	var results []RuleResult
 	if err == nil {
@@ -227,14 +247,24 @@ func (s *Server) evalRules(a *event.Admission, o *outcome, dryRun bool) []pss.Vi
 	}
 	if err != nil {
 		s.metrics.ruleErrors.Inc()
-		if !dryRun {
-			o.ruleAudit = &AuditRecord{Reason: "rule_error", Detail: err.Error()}
+		o.ruleFailed, o.ruleErr = true, err
+		if s.cfg.RuleFailure == FailClosed && mode.Action == Enforce {
+			s.metrics.ruleFailClosed.Inc()
 		}
-		return nil
+		if !dryRun {
+			o.ruleAudit = &AuditRecord{Reason: "rule_error", Mode: mode.String(), Detail: err.Error()}
+		}
 	}
 	var out []pss.Violation
+	level := mode.Level.String()
 	for _, r := range results {
-		if r.Deny {
+		switch {
+		case !r.Deny:
+		case r.Level != "":
+			if r.Level == level {
+				out = append(out, levelViolations(r)...)
+			}
+		default:
 			out = append(out, pss.Violation{Check: "rule:" + r.Rule, Reason: r.Rule, Detail: r.Message})
 		}
 	}

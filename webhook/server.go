@@ -58,8 +58,13 @@ type Config struct {
 	// Concurrency caps requests served at once (default 4096).
 	Concurrency int
 
-	// Rules, when set, evaluates Wasm admission rules after the PSS checks.
+	// Rules, when set, is the admission policy: Wasm rule modules, the Pod
+	// Security Standards pack among them (see WasmRules). When nil the
+	// native Go checks of webhook/pss run instead, which only tests, the
+	// benchmarks' baseline and `--admission-rules native` use.
 	Rules AdmissionRules
+	// RuleFailure is what a failing rule does to a request [FailOpen].
+	RuleFailure FailurePolicy
 
 	// AuditLog receives one JSON line per audit record; nil discards.
 	AuditLog io.Writer
@@ -392,18 +397,19 @@ func (s *Server) loadLabelModes() error {
 // ---- metrics ----
 
 type metrics struct {
-	reg          *prometheus.Registry
-	requests     *prometheus.CounterVec
-	latency      prometheus.Histogram
-	denials      *prometheus.CounterVec
-	decodeErrors *prometheus.CounterVec
-	audits       *prometheus.CounterVec
-	auditErrors  prometheus.Counter
-	storeErrors  prometheus.Counter
-	ruleErrors   prometheus.Counter
-	revisions    prometheus.Counter
-	windows      prometheus.Counter
-	handler      fasthttp.RequestHandler
+	reg            *prometheus.Registry
+	requests       *prometheus.CounterVec
+	latency        prometheus.Histogram
+	denials        *prometheus.CounterVec
+	decodeErrors   *prometheus.CounterVec
+	audits         *prometheus.CounterVec
+	auditErrors    prometheus.Counter
+	storeErrors    prometheus.Counter
+	ruleErrors     prometheus.Counter
+	ruleFailClosed prometheus.Counter
+	revisions      prometheus.Counter
+	windows        prometheus.Counter
+	handler        fasthttp.RequestHandler
 }
 
 func newMetrics() *metrics {
@@ -433,7 +439,10 @@ func newMetrics() *metrics {
 			Name: "vigil_webhook_store_errors_total", Help: "Rollouts that could not be recorded (admission was not affected).",
 		}),
 		ruleErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "vigil_webhook_rule_errors_total", Help: "Admission rule evaluations that failed (the request was allowed).",
+			Name: "vigil_webhook_rule_errors_total", Help: "Admission rule evaluations that failed (see vigil_webhook_rule_fail_closed_total for the denied ones).",
+		}),
+		ruleFailClosed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vigil_webhook_rule_fail_closed_total", Help: "Requests denied because admission rules failed and the failure policy is closed.",
 		}),
 		revisions: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vigil_webhook_recorded_revisions_total", Help: "New workload revisions recorded as expected behavior.",
@@ -443,7 +452,7 @@ func newMetrics() *metrics {
 		}),
 	}
 	reg.MustRegister(m.requests, m.latency, m.denials, m.decodeErrors, m.audits, m.auditErrors, m.storeErrors, m.ruleErrors,
-		m.revisions, m.windows, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		m.ruleFailClosed, m.revisions, m.windows, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	m.handler = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return m
 }
