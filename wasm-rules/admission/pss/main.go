@@ -22,9 +22,9 @@
 package main
 
 import (
+	"bytes"
 	"strconv"
 	"strings"
-	"unsafe"
 
 	"github.com/vigilsec/vigil/guard/event"
 	vigil "github.com/vigilsec/vigil/sdk/go"
@@ -36,20 +36,21 @@ const maxMessage = 1024
 
 // decoded caches the last event's decoded pod: both rules are called on the
 // same event one after the other (the SDK runs rules in registration order
-// per event), so the second rule reuses the first one's decode.
+// per event), so the second rule reuses the first one's decode. The key is
+// the event's bytes, not its address: the SDK reuses one input buffer for
+// every call, so consecutive events share an address.
 var decoded struct {
-	ptr *byte
-	n   int
-	pod *event.AdmissionPod
-	err error
+	wire []byte
+	pod  *event.AdmissionPod
+	err  error
 }
 
 func pod(e *vigil.Event) (*event.AdmissionPod, error) {
 	w := e.Wire()
-	if len(w) > 0 && decoded.ptr == unsafe.SliceData(w) && decoded.n == len(w) {
+	if decoded.wire != nil && bytes.Equal(decoded.wire, w) {
 		return decoded.pod, decoded.err
 	}
-	decoded.ptr, decoded.n, decoded.pod, decoded.err = unsafe.SliceData(w), len(w), nil, nil
+	decoded.wire, decoded.pod, decoded.err = append(decoded.wire[:0], w...), nil, nil
 	_, recs, _, err := event.Decode(w)
 	if err == nil {
 		var a *event.Admission
