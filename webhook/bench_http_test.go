@@ -136,8 +136,10 @@ func BenchmarkLatency(b *testing.B) {
 	}
 }
 
-func benchLatency(b *testing.B, rate int) {
-	ts := startServer(b, nil)
+func benchLatency(b *testing.B, rate int) { benchLatencyWith(b, rate, nil) }
+
+func benchLatencyWith(b *testing.B, rate int, mutate func(*Config)) {
+	ts := startServer(b, mutate)
 	body := benchPod.json()
 	c := loadClient(strings.TrimPrefix(ts.url, "https://"))
 	if err := doReview(c, ts.url, body); err != nil {
