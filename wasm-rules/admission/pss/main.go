@@ -8,7 +8,8 @@
 // event a plain description of the object (the same bytes serve every
 // namespace and every other admission rule) and lets `vigil rules test`
 // fixtures name the level they expect. The pod is decoded once per event and
-// shared by both rules, so the second level costs only its checks.
+// shared by both rules, and each check runs once for both levels
+// (pss.CheckLevels).
 //
 // A clean pod yields an observation "pass" (proof that the level was
 // evaluated); a violating pod yields a block verdict whose message has one
@@ -34,43 +35,45 @@ import (
 // maxMessage is the ABI's message limit.
 const maxMessage = 1024
 
-// decoded caches the last event's decoded pod: both rules are called on the
-// same event one after the other (the SDK runs rules in registration order
-// per event), so the second rule reuses the first one's decode. The key is
-// the event's bytes, not its address: the SDK reuses one input buffer for
-// every call, so consecutive events share an address.
-var decoded struct {
+// last caches the last event's results: both rules are called on the same
+// event one after the other (the SDK runs rules in registration order per
+// event), so the second rule reuses the decode and checks of the first.
+// The key is the event's bytes, not its address: the SDK reuses one input
+// buffer for every call, so consecutive events share an address.
+var last struct {
 	wire []byte
-	pod  *event.AdmissionPod
+	vs   [2][]pss.Violation // baseline, restricted
 	err  error
 }
 
-func pod(e *vigil.Event) (*event.AdmissionPod, error) {
-	w := e.Wire()
-	if decoded.wire != nil && bytes.Equal(decoded.wire, w) {
-		return decoded.pod, decoded.err
+func evaluate(w []byte) {
+	if last.wire != nil && bytes.Equal(last.wire, w) {
+		return
 	}
-	decoded.wire, decoded.pod, decoded.err = append(decoded.wire[:0], w...), nil, nil
+	last.wire, last.vs, last.err = append(last.wire[:0], w...), [2][]pss.Violation{}, nil
 	_, recs, _, err := event.Decode(w)
 	if err == nil {
 		var a *event.Admission
 		if a, err = event.DecodeAdmission(recs); err == nil {
-			decoded.pod = &a.Pod
+			last.vs[0], last.vs[1] = pss.CheckLevels(&a.Pod)
 		}
 	}
-	decoded.err = err
-	return decoded.pod, decoded.err
+	last.err = err
 }
 
 func rule(level pss.Level) func(*vigil.Event) vigil.Verdict {
+	slot := 0
+	if level == pss.Restricted {
+		slot = 1
+	}
 	return func(e *vigil.Event) vigil.Verdict {
-		p, err := pod(e)
-		if err != nil {
+		evaluate(e.Wire())
+		if last.err != nil {
 			// An event the host built but we cannot read: deny rather than
 			// pass it unchecked; the message says why.
-			return vigil.Fire("decode: decode admission event: " + err.Error())
+			return vigil.Fire("decode: decode admission event: " + last.err.Error())
 		}
-		vs := pss.Check(level, p)
+		vs := last.vs[slot]
 		if len(vs) == 0 {
 			// An observation, not silence: the webhook requires one record
 			// per level rule per event, so a pod the guest never got to
