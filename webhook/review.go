@@ -20,6 +20,10 @@ import (
 	"github.com/vigilsec/vigil/webhook/store"
 )
 
+// ErrTooLargeForRules is wrapped by the reason an object was not handed to
+// the admission rules: its event exceeds Config.MaxRuleEventBytes.
+var ErrTooLargeForRules = errors.New("object too large for admission rules")
+
 // ErrBadReview is wrapped by DecodeReview's errors: the body is not a usable
 // admission.k8s.io/v1 AdmissionReview. The server answers it with 400.
 var ErrBadReview = errors.New("bad admission review")
@@ -99,6 +103,7 @@ type outcome struct {
 	ruleAudit  *AuditRecord // a rule engine failure, next to any violation record
 	ruleFailed bool
 	ruleErr    error
+	tooLarge   error // the object exceeds MaxRuleEventBytes
 	window     *profile.ReleaseWindow
 	recorded   bool
 	storeErr   error
@@ -165,6 +170,22 @@ func (s *Server) review(req *admissionv1.AdmissionRequest, now time.Time) (outco
 			// baseline, `vigil webhook --admission-rules native`).
 			o.violations = pss.Check(mode.Level, &a.Pod)
 		}
+	}
+	if o.tooLarge != nil {
+		// Never fail open here: padding a pod must not be a way around the
+		// policy.
+		if mode.Action == Enforce {
+			o.verdict = Denied
+			o.resp.Allowed = false
+			o.resp.Status = &status{
+				Code:    http.StatusForbidden,
+				Reason:  "Forbidden",
+				Message: fmt.Sprintf("vigil: %s %q not admitted: %v", strings.ToLower(kind), displayName(req, tmpl), o.tooLarge),
+			}
+			return o, nil
+		}
+		o.resp.Warnings = append(o.resp.Warnings, fmt.Sprintf("vigil: not checked (would deny in enforce mode): %v", o.tooLarge))
+		o.verdict = Warned
 	}
 	if o.ruleFailed && s.cfg.RuleFailure == FailClosed && mode.Action == Enforce {
 		o.verdict = Denied
@@ -241,6 +262,14 @@ func (s *Server) decodeObject(kind string, raw []byte) (t *object.Template, err 
 // and returns the violations that apply at the namespace's level.
 func (s *Server) evalRules(a *event.Admission, mode Mode, o *outcome, dryRun bool) []pss.Violation {
 	wire, err := event.AppendAdmission(nil, a)
+	if err == nil && len(wire) > s.cfg.MaxRuleEventBytes {
+		s.metrics.ruleOversized.Inc()
+		o.tooLarge = fmt.Errorf("%w: its admission event is %d bytes, admission rules take at most %d", ErrTooLargeForRules, len(wire), s.cfg.MaxRuleEventBytes)
+		if !dryRun {
+			o.ruleAudit = &AuditRecord{Reason: "rule_limit", Mode: mode.String(), Detail: o.tooLarge.Error()}
+		}
+		return nil
+	}
 	var results []RuleResult
 	if err == nil {
 		results, err = s.cfg.Rules.EvaluateAdmission(wire)

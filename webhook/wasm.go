@@ -2,12 +2,14 @@ package webhook
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
 
 	"github.com/vigilsec/vigil/guard/alert"
+	"github.com/vigilsec/vigil/guard/event"
 	"github.com/vigilsec/vigil/guard/rules"
 )
 
@@ -68,6 +70,12 @@ func (w *WasmRules) EvaluateAdmission(ev []byte) ([]RuleResult, error) {
 	sc.batch.Reset()
 	if err := sc.batch.AddWire(ev); err != nil {
 		return nil, fmt.Errorf("admission event: %w", err)
+	}
+	if n := sc.batch.Len(); n != 1 {
+		return nil, fmt.Errorf("admission event: want one wire event, got %d", n)
+	}
+	if k := event.Kind(binary.LittleEndian.Uint16(ev[4:])); k != event.KindAdmission {
+		return nil, fmt.Errorf("admission event: kind %v is not admission", k)
 	}
 	var err error
 	sc.verdicts, err = w.engine.EvaluateBatch(context.Background(), &sc.batch, sc.verdicts[:0])

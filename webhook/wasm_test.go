@@ -395,3 +395,40 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestOversizedObjectNotSentToRules: a pod padded with containers until its
+// event is past MaxRuleEventBytes would run the guest past its deadline and
+// get it quarantined (leaving every later request to the failure policy).
+// It is denied in enforce namespaces without reaching the rules, warned in
+// audit ones, and the pack stays healthy.
+func TestOversizedObjectNotSentToRules(t *testing.T) {
+	w := packWith(t, rules.Config{})
+	ts := startServer(t, func(c *Config) { c.Rules = w })
+	var ctrs []string
+	for i := range 2000 {
+		ctrs = append(ctrs, fmt.Sprintf(`{"name":"c%d","image":"busybox"}`, i))
+	}
+	pod := func(ns string) string {
+		return `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"wide","namespace":"` + ns + `"},"spec":{"containers":[` + strings.Join(ctrs, ",") + `]}}`
+	}
+	out := ts.admit(t, req{kind: "Pod", ns: "prod", name: "wide", object: pod("prod")}.json())
+	if out.Response.Allowed || !strings.Contains(out.Response.Status.Message, "too large for admission rules") {
+		t.Fatalf("enforce: %+v", out.Response)
+	}
+	out = ts.admit(t, req{kind: "Pod", ns: "staging", name: "wide", object: pod("staging")}.json())
+	if !out.Response.Allowed || len(out.Response.Warnings) == 0 || !strings.Contains(out.Response.Warnings[0], "not checked") {
+		t.Fatalf("audit: %+v", out.Response)
+	}
+	st := w.Engine().Stats()
+	if st.Quarantined != 0 || st.Modules[0].Events != 0 {
+		t.Fatalf("the pack saw the oversized pod: %+v", st.Modules[0])
+	}
+	recs := ts.audit.lines()
+	if len(recs) != 2 || recs[0].Reason != "rule_limit" {
+		t.Fatalf("audit %+v", recs)
+	}
+	_, m := ts.get(t, "/metrics")
+	if !strings.Contains(string(m), "vigil_webhook_rule_oversized_total 2") {
+		t.Error("oversized objects not counted")
+	}
+}

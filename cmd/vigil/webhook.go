@@ -37,6 +37,7 @@ type webhookFlags struct {
 	rulesCache         string
 	ruleTimeout        time.Duration
 	ruleFailure        string
+	maxRuleEvent       int
 }
 
 func newWebhookCmd() *cobra.Command { return newWebhookCmdWith(&webhookFlags{}) }
@@ -81,7 +82,8 @@ Guards read them from /v1/profiles and /v1/windows. See webhook/README.md.`,
 		"default: the built-in pack (wasm-rules/build/admission beside the binary or in the working directory, or "+systemPackDir+"); "+
 		"\"native\" runs the in-process Go checks instead")
 	fl.StringVar(&f.rulesCache, "admission-rules-cache", "/var/cache/vigil/wazero", "compiled-code cache of the admission rules (\"\" keeps it in memory)")
-	fl.DurationVar(&f.ruleTimeout, "admission-rule-timeout", 100*time.Millisecond, "time limit of one admission module on one request; a module that runs past it is quarantined")
+	fl.DurationVar(&f.ruleTimeout, "admission-rule-timeout", time.Second, "time limit of one admission module on one request (well inside the API server's 10s webhook timeout); a module that runs past it is quarantined")
+	fl.IntVar(&f.maxRuleEvent, "admission-max-event-bytes", 32<<10, "largest admission event handed to the rules; larger objects are denied in enforce namespaces, warned in audit ones")
 	fl.StringVar(&f.ruleFailure, "admission-rule-failure", "open", "when an admission rule fails (trap, loop, quarantine): open allows with an audit record, closed denies in enforce namespaces")
 	return cmd
 }
@@ -156,7 +158,7 @@ func (f *webhookFlags) config() (runWebhookCfg, error) {
 		Addr: f.addr, CertFile: f.cert, KeyFile: f.key, StorePath: f.store,
 		WindowDuration: f.window, DefaultMode: def, NamespaceModes: modes,
 		ReadTimeout: f.readTimeout, WriteTimeout: f.writeTimeout, IdleTimeout: f.idleTimeout,
-		MaxBodyBytes: f.maxBody, Concurrency: f.concurrency, RuleFailure: failure,
+		MaxBodyBytes: f.maxBody, Concurrency: f.concurrency, RuleFailure: failure, MaxRuleEventBytes: f.maxRuleEvent,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 	}
 	c.selfSigned, c.dir, c.hosts, c.auditPath = f.selfSigned, f.selfSignedDir, f.selfSignedHosts, f.auditLog

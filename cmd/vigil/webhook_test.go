@@ -30,7 +30,7 @@ func TestWebhookFlags(t *testing.T) {
 	if c.server.NamespaceModes["kube-system"].Action != webhook.Off || c.server.DefaultMode.Action != webhook.Enforce {
 		t.Errorf("modes %v default %v", c.server.NamespaceModes, c.server.DefaultMode)
 	}
-	if c.server.RuleFailure != webhook.FailOpen || c.rules.Dir != "" || c.rules.Timeout != 100*time.Millisecond {
+	if c.server.RuleFailure != webhook.FailOpen || c.rules.Dir != "" || c.rules.Timeout != time.Second || c.server.MaxRuleEventBytes != 32<<10 {
 		t.Errorf("admission rules defaults: %v %+v", c.server.RuleFailure, c.rules)
 	}
 	if c.server.WindowDuration.Hours() != 1 || !c.selfSigned {
