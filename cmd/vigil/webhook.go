@@ -194,8 +194,11 @@ func runWebhook(ctx context.Context, c runWebhookCfg) error {
 			c.rules.Dir = dir
 		}
 		if c.rules.CacheDir != "" {
+			// A read-only root (the deployment's default) only costs the
+			// cold compile at each start.
 			if err := os.MkdirAll(c.rules.CacheDir, 0o755); err != nil {
-				return fmt.Errorf("admission rules cache: %w", err)
+				c.server.Logger.Warn("admission rules: compiled-code cache unavailable, compiling in memory", "dir", c.rules.CacheDir, "err", err)
+				c.rules.CacheDir = ""
 			}
 		}
 		c.rules.Logger = c.server.Logger
