@@ -17,6 +17,10 @@ cd "$(dirname "$0")/.."
 GO=${GO:-go}
 OUT=wasm-rules/build
 mkdir -p "$OUT/examples" "$OUT/conformance" "$OUT/hostile" "$OUT/admission"
+# Test packages (guard/rules, webhook) run this script concurrently under
+# `go test ./...`: one build at a time, so none reads a half-written module.
+exec 9>"$OUT/.lock"
+flock 9
 
 VIGIL=$(mktemp -d)/vigil
 trap 'rm -rf "$(dirname "$VIGIL")"' EXIT
