@@ -13,11 +13,18 @@
 #   wasm-rules/build/examples/*.wasm         SDK examples
 #   wasm-rules/build/conformance/<lang>.wasm one per SDK language
 #   wasm-rules/build/hostile/*.wasm          broken guests (tests only)
+#   wasm-rules/build/admission/*.wasm        admission packs; the webhook
+#                                            loads this directory
+#   wasm-rules/build/admission-hostile/*.wasm broken admission guests (tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GO=${GO:-go}
 OUT=wasm-rules/build
-mkdir -p "$OUT/examples" "$OUT/conformance" "$OUT/hostile"
+mkdir -p "$OUT/examples" "$OUT/conformance" "$OUT/hostile" "$OUT/admission"
+# Test packages (guard/rules, webhook) run this script concurrently under
+# `go test ./...`: one build at a time, so none reads a half-written module.
+exec 9>"$OUT/.lock"
+flock 9
 
 VIGIL=$(mktemp -d)/vigil
 trap 'rm -rf "$(dirname "$VIGIL")"' EXIT
@@ -81,5 +88,17 @@ fi
 
 for wat in wasm-rules/hostile/*.wat; do
 	build "$OUT/hostile/$(basename "$wat" .wat).wasm" "$wat" --no-check
+done
+# The Pod Security Standards pack is built from webhook/pss and guard/event,
+# so a change there rebuilds it too.
+if stale "$OUT/admission/pss.wasm" wasm-rules/admission/pss webhook/pss guard/event; then
+	"$VIGIL" rules build wasm-rules/admission/pss -o "$OUT/admission/pss.wasm"
+else
+	echo "==> rules: $OUT/admission/pss.wasm is up to date"
+fi
+# Broken admission guests for the webhook's tests: never in admission/.
+mkdir -p "$OUT/admission-hostile"
+for wat in wasm-rules/admission/hostile/*.wat; do
+	build "$OUT/admission-hostile/$(basename "$wat" .wat).wasm" "$wat" --no-check
 done
 echo "==> rules: done ($(find "$OUT" -name '*.wasm' | wc -l) modules)"

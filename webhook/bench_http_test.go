@@ -136,8 +136,10 @@ func BenchmarkLatency(b *testing.B) {
 	}
 }
 
-func benchLatency(b *testing.B, rate int) {
-	ts := startServer(b, nil)
+func benchLatency(b *testing.B, rate int) { benchLatencyWith(b, rate, nil) }
+
+func benchLatencyWith(b *testing.B, rate int, mutate func(*Config)) {
+	ts := startServer(b, mutate)
 	body := benchPod.json()
 	c := loadClient(strings.TrimPrefix(ts.url, "https://"))
 	if err := doReview(c, ts.url, body); err != nil {
@@ -184,6 +186,22 @@ func benchLatency(b *testing.B, rate int) {
 	if rss, ok := vmHWM(); ok {
 		b.ReportMetric(float64(rss)/1024, "peak-RSS-MiB")
 	}
+	// Rule failures under load (a starved or timed-out guest) are allowed
+	// by the fail-open policy, so they must be visible next to latency.
+	b.ReportMetric(counterValue(b, ts.Server, "vigil_webhook_rule_errors_total"), "rule-errors")
+}
+
+func counterValue(b *testing.B, s *Server, name string) float64 {
+	mfs, err := s.Registry().Gather()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) > 0 {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	return 0
 }
 
 // vmHWM is the process's peak resident set in KiB (server and load

@@ -56,7 +56,7 @@ type testServer struct {
 }
 
 // startServer runs a real webhook on 127.0.0.1 over TLS with a fresh
-// self-signed CA and store.
+// self-signed CA and store, its policy the built-in Wasm pack.
 func startServer(t testing.TB, mutate func(*Config)) *testServer {
 	t.Helper()
 	dir := t.TempDir()
@@ -75,6 +75,9 @@ func startServer(t testing.TB, mutate func(*Config)) *testServer {
 			"staging": {Action: Audit, Level: pss.Restricted},
 		},
 		AuditLog: audit,
+		// The production policy: the built-in Wasm pack. Tests of the
+		// native checks set Rules to nil.
+		Rules: sharedPack(t),
 	}
 	if mutate != nil {
 		mutate(&cfg)

@@ -20,6 +20,10 @@ import (
 	"github.com/vigilsec/vigil/webhook/store"
 )
 
+// ErrTooLargeForRules is wrapped by the reason an object was not handed to
+// the admission rules: its event exceeds Config.MaxRuleEventBytes.
+var ErrTooLargeForRules = errors.New("object too large for admission rules")
+
 // ErrBadReview is wrapped by DecodeReview's errors: the body is not a usable
 // admission.k8s.io/v1 AdmissionReview. The server answers it with 400.
 var ErrBadReview = errors.New("bad admission review")
@@ -97,6 +101,9 @@ type outcome struct {
 	violations []pss.Violation
 	audit      *AuditRecord
 	ruleAudit  *AuditRecord // a rule engine failure, next to any violation record
+	ruleFailed bool
+	ruleErr    error
+	tooLarge   error // the object exceeds MaxRuleEventBytes
 	window     *profile.ReleaseWindow
 	recorded   bool
 	storeErr   error
@@ -173,10 +180,43 @@ func (s *Server) review(req *admissionv1.AdmissionRequest, now time.Time) (outco
 		a.Kind, a.Namespace, a.Name, a.Operation = kind, ns, req.Name, op
 		a.User, a.Groups, a.DryRun, a.UID = req.UserInfo.Username, req.UserInfo.Groups, dryRun, string(req.UID)
 		tmpl.Flatten(&a)
-		o.violations = pss.Check(mode.Level, &a.Pod)
 		if s.cfg.Rules != nil {
-			o.violations = append(o.violations, s.evalRules(&a, &o, dryRun)...)
+			o.violations = s.evalRules(&a, mode, &o, dryRun)
+		} else {
+			// No rule engine: the in-process checks (tests, benchmarks'
+			// baseline, `vigil webhook --admission-rules native`).
+			o.violations = pss.Check(mode.Level, &a.Pod)
 		}
+	}
+	if o.tooLarge != nil {
+		// Never fail open here: padding a pod must not be a way around the
+		// policy.
+		if mode.Action == Enforce {
+			o.verdict = Denied
+			o.resp.Allowed = false
+			o.resp.Status = &status{
+				Code:    http.StatusForbidden,
+				Reason:  "Forbidden",
+				Message: fmt.Sprintf("vigil: %s %q not admitted: %v", strings.ToLower(kind), displayName(req, tmpl), o.tooLarge),
+			}
+			return o, nil
+		}
+		o.resp.Warnings = append(o.resp.Warnings, fmt.Sprintf("vigil: not checked (would deny in enforce mode): %v", o.tooLarge))
+		o.verdict = Warned
+	}
+	if o.ruleFailed && s.cfg.RuleFailure == FailClosed && mode.Action == Enforce {
+		o.verdict = Denied
+		o.resp.Allowed = false
+		o.resp.Status = &status{
+			Code:    http.StatusForbidden,
+			Reason:  "Forbidden",
+			Message: fmt.Sprintf("vigil: %s %q not admitted: admission rules failed and the failure policy is closed: %v", strings.ToLower(kind), displayName(req, tmpl), o.ruleErr),
+		}
+		return o, nil
+	}
+	if o.ruleFailed && s.cfg.RuleFailure == FailClosed {
+		o.resp.Warnings = append(o.resp.Warnings, fmt.Sprintf("vigil: admission rules failed (would deny in enforce mode): %v", o.ruleErr))
+		o.verdict = Warned
 	}
 	if len(o.violations) > 0 {
 		summary := pss.Summary(o.violations)
@@ -236,23 +276,42 @@ func (s *Server) decodeObject(kind string, raw []byte) (t *object.Template, err 
 	return object.DecodeWith(s.unmarshal, kind, raw)
 }
 
-// evalRules runs the configured admission rules on the wire encoding of a.
-func (s *Server) evalRules(a *event.Admission, o *outcome, dryRun bool) []pss.Violation {
+// evalRules runs the configured admission rules on the wire encoding of a
+// and returns the violations that apply at the namespace's level.
+func (s *Server) evalRules(a *event.Admission, mode Mode, o *outcome, dryRun bool) []pss.Violation {
 	wire, err := event.AppendAdmission(nil, a)
+	if err == nil && len(wire) > s.cfg.MaxRuleEventBytes {
+		s.metrics.ruleOversized.Inc()
+		o.tooLarge = fmt.Errorf("%w: its admission event is %d bytes, admission rules take at most %d", ErrTooLargeForRules, len(wire), s.cfg.MaxRuleEventBytes)
+		if !dryRun {
+			o.ruleAudit = &AuditRecord{Reason: "rule_limit", Mode: mode.String(), Detail: o.tooLarge.Error()}
+		}
+		return nil
+	}
 	var results []RuleResult
 	if err == nil {
 		results, err = s.cfg.Rules.EvaluateAdmission(wire)
 	}
 	if err != nil {
 		s.metrics.ruleErrors.Inc()
-		if !dryRun {
-			o.ruleAudit = &AuditRecord{Reason: "rule_error", Detail: err.Error()}
+		o.ruleFailed, o.ruleErr = true, err
+		if s.cfg.RuleFailure == FailClosed && mode.Action == Enforce {
+			s.metrics.ruleFailClosed.Inc()
 		}
-		return nil
+		if !dryRun {
+			o.ruleAudit = &AuditRecord{Reason: "rule_error", Mode: mode.String(), Detail: err.Error()}
+		}
 	}
 	var out []pss.Violation
+	level := mode.Level.String()
 	for _, r := range results {
-		if r.Deny {
+		switch {
+		case !r.Deny:
+		case r.Level != "":
+			if r.Level == level {
+				out = append(out, levelViolations(r)...)
+			}
+		default:
 			out = append(out, pss.Violation{Check: "rule:" + r.Rule, Reason: r.Rule, Detail: r.Message})
 		}
 	}

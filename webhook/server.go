@@ -58,8 +58,22 @@ type Config struct {
 	// Concurrency caps requests served at once (default 4096).
 	Concurrency int
 
-	// Rules, when set, evaluates Wasm admission rules after the PSS checks.
+	// Rules, when set, is the admission policy: Wasm rule modules, the Pod
+	// Security Standards pack among them (see WasmRules). When nil the
+	// native Go checks of webhook/pss run instead, which only tests, the
+	// benchmarks' baseline and `--admission-rules native` use.
 	Rules AdmissionRules
+	// RuleFailure is what a failing rule does to a request [FailOpen].
+	RuleFailure FailurePolicy
+	// MaxRuleEventBytes bounds the wire-encoded admission event handed to
+	// Rules [32 KiB, about 900 containers; a realistic 3-container pod is
+	// about 1 KiB]. A guest's time grows with the object (the Go-built PSS
+	// pack takes ~1.4 ms of CPU per KiB), and a guest that runs past its
+	// deadline is quarantined, which would leave every later request to the
+	// failure policy: so a larger object is denied in enforce namespaces
+	// (warned in audit ones) without running the rules, whatever the
+	// failure policy.
+	MaxRuleEventBytes int
 
 	// AuditLog receives one JSON line per audit record; nil discards.
 	AuditLog io.Writer
@@ -87,6 +101,9 @@ func (c *Config) defaults() {
 	}
 	if c.Concurrency == 0 {
 		c.Concurrency = 4096
+	}
+	if c.MaxRuleEventBytes == 0 {
+		c.MaxRuleEventBytes = 32 << 10
 	}
 	if c.AuditLog == nil {
 		c.AuditLog = io.Discard
@@ -392,18 +409,20 @@ func (s *Server) loadLabelModes() error {
 // ---- metrics ----
 
 type metrics struct {
-	reg          *prometheus.Registry
-	requests     *prometheus.CounterVec
-	latency      prometheus.Histogram
-	denials      *prometheus.CounterVec
-	decodeErrors *prometheus.CounterVec
-	audits       *prometheus.CounterVec
-	auditErrors  prometheus.Counter
-	storeErrors  prometheus.Counter
-	ruleErrors   prometheus.Counter
-	revisions    prometheus.Counter
-	windows      prometheus.Counter
-	handler      fasthttp.RequestHandler
+	reg            *prometheus.Registry
+	requests       *prometheus.CounterVec
+	latency        prometheus.Histogram
+	denials        *prometheus.CounterVec
+	decodeErrors   *prometheus.CounterVec
+	audits         *prometheus.CounterVec
+	auditErrors    prometheus.Counter
+	storeErrors    prometheus.Counter
+	ruleErrors     prometheus.Counter
+	ruleFailClosed prometheus.Counter
+	ruleOversized  prometheus.Counter
+	revisions      prometheus.Counter
+	windows        prometheus.Counter
+	handler        fasthttp.RequestHandler
 }
 
 func newMetrics() *metrics {
@@ -433,7 +452,13 @@ func newMetrics() *metrics {
 			Name: "vigil_webhook_store_errors_total", Help: "Rollouts that could not be recorded (admission was not affected).",
 		}),
 		ruleErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "vigil_webhook_rule_errors_total", Help: "Admission rule evaluations that failed (the request was allowed).",
+			Name: "vigil_webhook_rule_errors_total", Help: "Admission rule evaluations that failed (see vigil_webhook_rule_fail_closed_total for the denied ones).",
+		}),
+		ruleFailClosed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vigil_webhook_rule_fail_closed_total", Help: "Requests denied because admission rules failed and the failure policy is closed.",
+		}),
+		ruleOversized: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "vigil_webhook_rule_oversized_total", Help: "Objects not handed to admission rules because their event exceeds the size limit (denied in enforce namespaces).",
 		}),
 		revisions: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "vigil_webhook_recorded_revisions_total", Help: "New workload revisions recorded as expected behavior.",
@@ -443,7 +468,7 @@ func newMetrics() *metrics {
 		}),
 	}
 	reg.MustRegister(m.requests, m.latency, m.denials, m.decodeErrors, m.audits, m.auditErrors, m.storeErrors, m.ruleErrors,
-		m.revisions, m.windows, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		m.ruleFailClosed, m.ruleOversized, m.revisions, m.windows, prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	m.handler = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	return m
 }

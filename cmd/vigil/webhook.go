@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/vigilsec/vigil/guard/rules"
 	"github.com/vigilsec/vigil/webhook"
 )
 
@@ -32,6 +33,11 @@ type webhookFlags struct {
 	maxBody            int
 	concurrency        int
 	verbose            bool
+	admissionRules     string
+	rulesCache         string
+	ruleTimeout        time.Duration
+	ruleFailure        string
+	maxRuleEvent       int
 }
 
 func newWebhookCmd() *cobra.Command { return newWebhookCmdWith(&webhookFlags{}) }
@@ -41,7 +47,8 @@ func newWebhookCmdWith(f *webhookFlags) *cobra.Command {
 		Use:   "webhook",
 		Short: "Run the validating admission webhook (Pod Security Standards, expected-behavior baselines, release windows)",
 		Long: `Serves admission.k8s.io/v1 AdmissionReviews over TLS on /validate for Pods and
-pod-template owners, applies the Pod Security Standards per namespace mode,
+pod-template owners, applies the admission rules (Wasm modules; by default the built-in Pod Security
+Standards pack, baseline and restricted) per namespace mode,
 records each admitted revision's expected behavior and opens release windows.
 Guards read them from /v1/profiles and /v1/windows. See webhook/README.md.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -71,6 +78,13 @@ Guards read them from /v1/profiles and /v1/windows. See webhook/README.md.`,
 	fl.IntVar(&f.maxBody, "max-body-bytes", 6<<20, "largest AdmissionReview accepted (413 above)")
 	fl.IntVar(&f.concurrency, "concurrency", 4096, "requests served at once")
 	fl.BoolVar(&f.verbose, "verbose", false, "debug logging")
+	fl.StringVar(&f.admissionRules, "admission-rules", "", "directory of Wasm admission rule modules, the Pod Security Standards pack among them; "+
+		"default: the built-in pack (wasm-rules/build/admission beside the binary or in the working directory, or "+systemPackDir+"); "+
+		"\"native\" runs the in-process Go checks instead")
+	fl.StringVar(&f.rulesCache, "admission-rules-cache", "/var/cache/vigil/wazero", "compiled-code cache of the admission rules (\"\" keeps it in memory)")
+	fl.DurationVar(&f.ruleTimeout, "admission-rule-timeout", time.Second, "time limit of one admission module on one request (well inside the API server's 10s webhook timeout); a module that runs past it is quarantined")
+	fl.IntVar(&f.maxRuleEvent, "admission-max-event-bytes", 32<<10, "largest admission event handed to the rules; larger objects are denied in enforce namespaces, warned in audit ones")
+	fl.StringVar(&f.ruleFailure, "admission-rule-failure", "open", "when an admission rule fails (trap, loop, quarantine): open allows with an audit record, closed denies in enforce namespaces")
 	return cmd
 }
 
@@ -81,6 +95,26 @@ type runWebhookCfg struct {
 	dir        string
 	hosts      []string
 	auditPath  string
+	rules      rules.Config // Dir "native": no engine
+}
+
+// systemPackDir is where packages install the built-in admission pack.
+const systemPackDir = "/usr/share/vigil/admission"
+
+// builtinPack finds the built-in admission pack: beside the binary (bin/vigil
+// in a checkout), in the working directory's checkout, or installed.
+func builtinPack() (string, error) {
+	var dirs []string
+	if exe, err := os.Executable(); err == nil {
+		dirs = append(dirs, filepath.Join(filepath.Dir(exe), "..", "wasm-rules", "build", "admission"))
+	}
+	dirs = append(dirs, filepath.Join("wasm-rules", "build", "admission"), systemPackDir)
+	for _, d := range dirs {
+		if m, _ := filepath.Glob(filepath.Join(d, "*.wasm")); len(m) > 0 {
+			return d, nil
+		}
+	}
+	return "", fmt.Errorf("no built-in admission pack in %s: run `make rules`, or pass --admission-rules DIR (or native)", strings.Join(dirs, ", "))
 }
 
 func (f *webhookFlags) config() (runWebhookCfg, error) {
@@ -108,6 +142,11 @@ func (f *webhookFlags) config() (runWebhookCfg, error) {
 	for ns, m := range pins {
 		modes[ns] = m
 	}
+	failure, err := webhook.ParseFailurePolicy(f.ruleFailure)
+	if err != nil {
+		return c, fmt.Errorf("--admission-rule-failure: %w", err)
+	}
+	c.rules = rules.Config{Dir: f.admissionRules, CacheDir: f.rulesCache, Timeout: f.ruleTimeout}
 	if !f.selfSigned && (f.cert == "" || f.key == "") {
 		return c, fmt.Errorf("TLS only: give --tls-cert and --tls-key, or --self-signed")
 	}
@@ -119,7 +158,7 @@ func (f *webhookFlags) config() (runWebhookCfg, error) {
 		Addr: f.addr, CertFile: f.cert, KeyFile: f.key, StorePath: f.store,
 		WindowDuration: f.window, DefaultMode: def, NamespaceModes: modes,
 		ReadTimeout: f.readTimeout, WriteTimeout: f.writeTimeout, IdleTimeout: f.idleTimeout,
-		MaxBodyBytes: f.maxBody, Concurrency: f.concurrency,
+		MaxBodyBytes: f.maxBody, Concurrency: f.concurrency, RuleFailure: failure, MaxRuleEventBytes: f.maxRuleEvent,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 	}
 	c.selfSigned, c.dir, c.hosts, c.auditPath = f.selfSigned, f.selfSignedDir, f.selfSignedHosts, f.auditLog
@@ -146,5 +185,38 @@ func runWebhook(ctx context.Context, c runWebhookCfg) error {
 		audit = fh
 	}
 	c.server.AuditLog = audit
+	if c.rules.Dir != "native" {
+		if c.rules.Dir == "" {
+			dir, err := builtinPack()
+			if err != nil {
+				return err
+			}
+			c.rules.Dir = dir
+		}
+		if c.rules.CacheDir != "" {
+			// A read-only root (the deployment's default) only costs the
+			// cold compile at each start.
+			if err := os.MkdirAll(c.rules.CacheDir, 0o755); err != nil {
+				c.server.Logger.Warn("admission rules: compiled-code cache unavailable, compiling in memory", "dir", c.rules.CacheDir, "err", err)
+				c.rules.CacheDir = ""
+			}
+		}
+		c.rules.Logger = c.server.Logger
+		w, err := webhook.OpenWasmRules(ctx, c.rules)
+		if err != nil {
+			return err
+		}
+		defer w.Close()
+		st := w.Engine().Stats()
+		for _, m := range st.Modules {
+			c.server.Logger.Info("admission rules", "file", m.Path, "module", m.Module, "rules", m.Rules, "quarantined", m.Quarantined, "reason", m.Reason)
+		}
+		if len(st.Modules) == 0 {
+			return fmt.Errorf("admission rules: no modules in %s", c.rules.Dir)
+		}
+		c.server.Rules = w
+	} else {
+		c.server.Logger.Warn("admission rules: native in-process Pod Security Standards checks; no Wasm rules run")
+	}
 	return webhook.Run(ctx, c.server)
 }

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/vigilsec/vigil/webhook"
 	"github.com/vigilsec/vigil/webhook/pss"
@@ -29,6 +30,9 @@ func TestWebhookFlags(t *testing.T) {
 	if c.server.NamespaceModes["kube-system"].Action != webhook.Off || c.server.DefaultMode.Action != webhook.Enforce {
 		t.Errorf("modes %v default %v", c.server.NamespaceModes, c.server.DefaultMode)
 	}
+	if c.server.RuleFailure != webhook.FailOpen || c.rules.Dir != "" || c.rules.Timeout != time.Second || c.server.MaxRuleEventBytes != 32<<10 {
+		t.Errorf("admission rules defaults: %v %+v", c.server.RuleFailure, c.rules)
+	}
 	if c.server.WindowDuration.Hours() != 1 || !c.selfSigned {
 		t.Errorf("window %v self-signed %v", c.server.WindowDuration, c.selfSigned)
 	}
@@ -38,6 +42,7 @@ func TestWebhookFlags(t *testing.T) {
 		{"--self-signed", "--default-mode", "loud"},
 		{"--self-signed", "--namespace-mode", "prod"},
 		{"--self-signed", "--namespace-mode", "prod=enforce:strict"},
+		{"--self-signed", "--admission-rule-failure", "maybe"},
 	} {
 		var f webhookFlags
 		cmd := newWebhookCmdWith(&f)
@@ -47,5 +52,29 @@ func TestWebhookFlags(t *testing.T) {
 		if _, err := f.config(); err == nil {
 			t.Errorf("%s: accepted", strings.Join(bad, " "))
 		}
+	}
+}
+
+func TestWebhookAdmissionRulesFlags(t *testing.T) {
+	var f webhookFlags
+	cmd := newWebhookCmdWith(&f)
+	if err := cmd.ParseFlags([]string{"--self-signed", "--admission-rules", "/srv/rules", "--admission-rule-failure", "closed",
+		"--admission-rule-timeout", "20ms", "--admission-rules-cache", ""}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := f.config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.server.RuleFailure != webhook.FailClosed || c.rules.Dir != "/srv/rules" || c.rules.Timeout != 20*time.Millisecond || c.rules.CacheDir != "" {
+		t.Fatalf("%v %+v", c.server.RuleFailure, c.rules)
+	}
+	// A rules directory that does not exist stops the webhook before it
+	// listens: it must not serve without its policy.
+	c.selfSigned, c.dir, c.auditPath = true, t.TempDir(), filepath.Join(t.TempDir(), "audit")
+	c.server.Addr, c.server.StorePath = "127.0.0.1:0", filepath.Join(t.TempDir(), "db")
+	c.rules.Dir = filepath.Join(t.TempDir(), "missing")
+	if err := runWebhook(t.Context(), c); err == nil || !strings.Contains(err.Error(), "admission rules") {
+		t.Fatalf("missing rules dir: %v", err)
 	}
 }

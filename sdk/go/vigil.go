@@ -316,6 +316,11 @@ type Event struct {
 // Kind returns the event's kind.
 func (e *Event) Kind() Kind { return e.kind }
 
+// Wire returns the whole event in the wire format (ABI.md), for rules that
+// decode it with a full decoder of their own (the admission pack hands it
+// to guard/event.DecodeAdmission). It aliases the input like the getters.
+func (e *Event) Wire() []byte { return e.b }
+
 // Raw returns field id's value at element index idx, and whether it exists.
 func (e *Event) Raw(id FieldID, idx uint16) ([]byte, bool) {
 	b := e.b

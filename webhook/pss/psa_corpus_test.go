@@ -119,3 +119,33 @@ func canonical(fixtureCheck string) string {
 	}
 	return fixtureCheck
 }
+
+// TestCheckLevelsMatchesCheck: CheckLevels is Check at both levels, on every
+// PSA fixture.
+func TestCheckLevelsMatchesCheck(t *testing.T) {
+	dir, err := corpora.Dir("psa")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*", "*", "*.yaml"))
+	if len(files) < 140 {
+		t.Fatalf("%d fixtures", len(files))
+	}
+	for _, f := range files {
+		y, _ := os.ReadFile(f)
+		js, err := yaml.YAMLToJSON(y)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl, err := object.Decode("Pod", js)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var a event.Admission
+		tmpl.Flatten(&a)
+		b, r := pss.CheckLevels(&a.Pod)
+		if !reflect.DeepEqual(b, pss.Check(pss.Baseline, &a.Pod)) || !reflect.DeepEqual(r, pss.Check(pss.Restricted, &a.Pod)) {
+			t.Errorf("%s: CheckLevels %v / %v differs from Check", f, b, r)
+		}
+	}
+}

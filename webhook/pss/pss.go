@@ -115,6 +115,31 @@ func Check(level Level, p *event.AdmissionPod) []Violation {
 	return out
 }
 
+// CheckLevels evaluates the pod at both levels with each check run once:
+// the same results as Check(Baseline, p) and Check(Restricted, p), for
+// callers that need both (the Wasm pack answers both levels per event).
+func CheckLevels(p *event.AdmissionPod) (baseline, restricted []Violation) {
+	for i := range checks {
+		c := &checks[i]
+		inRestricted := !overridden(c.id, Restricted)
+		if c.level > Baseline && !inRestricted {
+			continue
+		}
+		reason, detail, ok := c.fn(p)
+		if ok {
+			continue
+		}
+		v := Violation{Check: c.id, Reason: reason, Detail: detail}
+		if c.level <= Baseline {
+			baseline = append(baseline, v)
+		}
+		if inRestricted {
+			restricted = append(restricted, v)
+		}
+	}
+	return baseline, restricted
+}
+
 // ReplacedBy returns the id of the check that replaces check id at level
 // (restricted checks replace their baseline twins), or id itself.
 func ReplacedBy(id string, level Level) string {

@@ -1,0 +1,96 @@
+package webhook
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/vigilsec/vigil/guard/event"
+	"github.com/vigilsec/vigil/webhook/object"
+)
+
+// native swaps the Wasm pack for the in-process Go checks: the baseline the
+// pack is measured against.
+func native(c *Config) { c.Rules = nil }
+
+// BenchmarkAdmissionPSS compares the production path (the Pod Security
+// Standards as the built-in Wasm pack, evaluated by guard/rules) with the
+// native Go checks, on the realistic benchPod in a restricted enforce
+// namespace:
+//
+//   - review: the whole admission path minus HTTP, per request;
+//   - tls: saturated throughput over TLS on loopback (req/s);
+//   - latency: open-loop at 500 req/s over TLS (p50/p99).
+func BenchmarkAdmissionPSS(b *testing.B) {
+	paths := []struct {
+		name   string
+		mutate func(*Config)
+	}{{"native", native}, {"wasm", nil}}
+	for _, p := range paths {
+		b.Run("review/"+p.name, func(b *testing.B) {
+			ts := startServer(b, p.mutate)
+			body := benchPod.json()
+			if code, resp, _, _, v := ts.Review(body); code != 200 || v != Allowed {
+				b.Fatalf("%d %s %s", code, v, resp)
+			}
+			b.ReportAllocs()
+			cpu0 := cpuTime()
+			for b.Loop() {
+				ts.Review(body)
+			}
+			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+		})
+	}
+	for _, p := range paths {
+		b.Run("review-violating/"+p.name, func(b *testing.B) {
+			ts := startServer(b, p.mutate)
+			body := req{kind: "Pod", ns: "prod", name: "root", object: fmt.Sprintf(privilegedPod, "prod")}.json()
+			if code, resp, _, _, v := ts.Review(body); code != 200 || v != Denied {
+				b.Fatalf("%d %s %s", code, v, resp)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				ts.Review(body)
+			}
+		})
+	}
+	for _, p := range paths {
+		b.Run("tls/"+p.name, func(b *testing.B) {
+			benchThroughput(b, startServer(b, p.mutate).url)
+		})
+	}
+	for _, p := range paths {
+		b.Run("latency-rate=500/"+p.name, func(b *testing.B) { benchLatencyWith(b, 500, p.mutate) })
+	}
+}
+
+// BenchmarkWasmEvaluate is the pack alone: one wire event through the
+// engine, against pss.Check on the same pod at both levels.
+func BenchmarkWasmEvaluate(b *testing.B) {
+	w := sharedPack(b)
+	wire := benchWire(b)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := w.EvaluateAdmission(wire); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(wire)), "event-bytes")
+}
+
+func benchWire(b *testing.B) []byte {
+	r, err := DecodeReview(benchPod.json())
+	if err != nil {
+		b.Fatal(err)
+	}
+	t, err := object.Decode("Pod", r.Object.Raw)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var a event.Admission
+	t.Flatten(&a)
+	wire, err := event.AppendAdmission(nil, &a)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return wire
+}
