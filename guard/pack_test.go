@@ -123,6 +123,63 @@ func (p *packEnv) in(ctr *runctest.Container, rule string, want bool, extra func
 		}})
 }
 
+// plant writes a host file for the test and removes it, and any directory
+// it had to create, at cleanup.
+func (p *packEnv) plant(name, content string) string {
+	p.t.Helper()
+	dir := filepath.Dir(name)
+	top := dir
+	for {
+		if _, err := os.Stat(filepath.Dir(top)); err == nil {
+			break
+		}
+		top = filepath.Dir(top)
+	}
+	_, statErr := os.Stat(top)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		p.t.Fatal(err)
+	}
+	if err := os.WriteFile(name, []byte(content), 0o600); err != nil {
+		p.t.Fatal(err)
+	}
+	p.t.Cleanup(func() {
+		os.Remove(name)
+		if statErr != nil {
+			os.RemoveAll(top)
+		}
+	})
+	return name
+}
+
+// wait waits for e's alert. On failure it lists the events the sensor
+// reported that match e's predicate, to tell a sensor miss from a rule miss.
+func (p *packEnv) wait(t *testing.T, e packExpect) *alert.Alert {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		p.rec.mu.Lock()
+		for _, a := range p.rec.alerts {
+			if a.Rule == e.rule && a.Event != nil && e.pred(a) {
+				p.rec.mu.Unlock()
+				return a
+			}
+		}
+		var seen []string
+		if time.Now().After(deadline) {
+			for _, ev := range p.rec.events {
+				if e.pred(&alert.Alert{Event: ev}) {
+					seen = append(seen, fmt.Sprintf("%s %s %q %q flags %#o ret %d", ev.Kind, ev.Proc.Name, ev.Proc.Args, ev.File.Path, ev.File.Flags, ev.Ret))
+				}
+			}
+		}
+		p.rec.mu.Unlock()
+		if seen != nil || time.Now().After(deadline) {
+			t.Fatalf("no alert %q from %s (%s); its events: %q", e.rule, e.where, e.what, seen)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func (p *packEnv) ctrOnly(rule, why string) { p.untriggerable[rule+"/host"] = why }
 
 func path(s string) func(*alert.Alert) bool {
@@ -235,7 +292,7 @@ func TestPack(t *testing.T) {
 		files["/usr/local/bin/"+n] = string(helperBytes)
 	}
 	p.ctr = runctest.Start(t, runctest.Options{HostNetwork: true, Files: files,
-		Caps: []string{"CAP_SYS_ADMIN", "CAP_NET_RAW", "CAP_SYS_PTRACE"}})
+		Caps: []string{"CAP_SYS_ADMIN", "CAP_NET_RAW", "CAP_SYS_PTRACE", "CAP_SETUID", "CAP_SETGID"}})
 	p.nonet = runctest.Start(t, runctest.Options{Files: map[string]string{"/usr/local/bin/packhelper": string(helperBytes)}})
 	ph := "/usr/local/bin/packhelper"
 	c := p.ctr
@@ -250,7 +307,7 @@ func TestPack(t *testing.T) {
 	p.host(r, true, nil, filepath.Join(p.dir, "nginx"), "mode=spawn", "/bin/sh", "-c", "true")
 	p.host(r, false, nil, p.helper, "mode=spawn", "/bin/sh", "-c", "true")
 	p.in(c, r, true, nil, "/usr/local/bin/nginx", "mode=spawn", "/bin/sh", "-c", "true")
-	p.in(c, r, false, nil, ph, "mode=spawn", "/bin/sh", "-c", "echo twin")
+	p.in(c, r, false, argHas("echo twin"), ph, "mode=spawn", "/bin/sh", "-c", "echo twin")
 
 	r = "System user interactive"
 	p.host(r, true, procName("true"), p.helper, "mode=ttyexec", "100", "/bin/true")
@@ -262,10 +319,10 @@ func TestPack(t *testing.T) {
 	p.in(c, r, true, procName("shred"), "shred", "-u", "/data/wipe.txt")
 
 	r = "Search private keys or passwords"
-	p.host(r, true, procName("grep"), "grep", "-rl", "PRIVATE KEY", p.dir)
-	p.host(r, false, procName("grep"), "grep", "-rl", "hello", p.dir)
-	p.in(c, r, true, procName("grep"), "grep", "-rl", "PRIVATE KEY", "/root")
-	p.in(c, r, false, procName("grep"), "grep", "-rl", "hello", "/root")
+	p.host(r, true, argHas("PRIVATE KEY"), "grep", "-rl", "PRIVATE KEY", p.dir)
+	p.host(r, false, argHas("hello"), "grep", "-rl", "hello", p.dir)
+	p.in(c, r, true, argHas("PRIVATE KEY"), "grep", "-rl", "PRIVATE KEY", "/root")
+	p.in(c, r, false, argHas("hello"), "grep", "-rl", "hello", "/root")
 
 	r = "Find AWS credentials"
 	p.host(r, true, procName("find"), "find", p.dir, "-name", ".aws")
@@ -295,7 +352,7 @@ func TestPack(t *testing.T) {
 	// runc's rootfs is a plain directory, so the image itself has no upper
 	// layer; a privileged container mounts its own overlay and runs a file
 	// it wrote there, which is the same kernel shape.
-	p.in(c, r, true, nil, "sh", "-c", "mkdir -p /ov/l /ov/u /ov/w /ov/m && mount -t overlay overlay -o lowerdir=/ov/l,upperdir=/ov/u,workdir=/ov/w /ov/m && cp /bin/busybox /ov/m/dropped && /ov/m/dropped true; umount /ov/m")
+	p.in(c, r, true, nil, "sh", "-c", "mkdir -p /ov && mount -t tmpfs ov /ov && mkdir -p /ov/l /ov/u /ov/w /ov/m && mount -t overlay overlay -o lowerdir=/ov/l,upperdir=/ov/u,workdir=/ov/w /ov/m && cp /bin/busybox /ov/m/dropped && /ov/m/dropped true; umount /ov/m; umount /ov")
 	p.in(c, r, false, nil, "/bin/busybox", "true")
 	p.ctrOnly(r, "container-only rule (overlay upper layer of a container image)")
 
@@ -305,8 +362,8 @@ func TestPack(t *testing.T) {
 	p.ctrOnly(r, "container-only rule: host debugfs is the benign twin")
 
 	r = "Netcat remote code execution in container"
-	p.in(c, r, true, procName("nc"), "nc", "-e", "/bin/true", "127.0.0.1", fmt.Sprint(p.port))
-	p.in(c, r, false, procName("nc"), "sh", "-c", fmt.Sprintf("echo x | nc -w 1 127.0.0.1 %d", p.port))
+	p.in(c, r, true, argHas("-e"), "nc", "-e", "/bin/true", "127.0.0.1", fmt.Sprint(p.port))
+	p.in(c, r, false, argHas("-w"), "sh", "-c", fmt.Sprintf("echo x | nc -w 1 127.0.0.1 %d", p.port))
 	p.host(r, false, nil, filepath.Join(p.dir, "nc"), "-e", "/bin/true", "127.0.0.1", fmt.Sprint(p.port))
 	p.ctrOnly(r, "container-only rule: host nc -e is the benign twin")
 
@@ -340,23 +397,33 @@ func TestPack(t *testing.T) {
 	p.in(c, r, true, path("/etc/sudoers"), "cat", "/etc/sudoers")
 	p.in(c, r, false, path("/etc/hostname"), "cat", "/etc/hostname")
 
+	// Host secrets live where the default open prefilter looks (below
+	// /root and /run/secrets), under names unique to this run.
 	r = "Read SSH private keys"
-	p.host(r, true, pathHas("/.ssh/id_rsa"), "cat", filepath.Join(p.dir, ".ssh/id_rsa"))
-	p.host(r, false, pathHas("/.ssh/id_rsa.pub"), "cat", filepath.Join(p.dir, ".ssh/id_rsa.pub"))
+	key := p.plant("/root/.ssh/id_vigil_packtest_"+p.tag, "-----BEGIN OPENSSH PRIVATE KEY-----\n")
+	pub := p.plant(key+".pub", "ssh-ed25519 AAAA\n")
+	p.host(r, true, path(key), "cat", key)
+	p.host(r, false, path(pub), "cat", pub)
 	p.in(c, r, true, path("/root/.ssh/id_rsa"), "cat", "/root/.ssh/id_rsa")
 	p.in(c, r, false, path("/root/.ssh/id_rsa.pub"), "cat", "/root/.ssh/id_rsa.pub")
 
 	r = "Read cloud credentials"
-	p.host(r, true, pathHas("/.aws/credentials"), "cat", filepath.Join(p.dir, ".aws/credentials"))
+	gcloud := p.plant("/root/.config/gcloud/vigil-packtest-"+p.tag, "{}\n")
+	p.host(r, true, path(gcloud), "cat", gcloud)
 	p.in(c, r, true, path("/root/.aws/credentials"), "cat", "/root/.aws/credentials")
 
 	r = "Read service account token by shell or tool"
-	p.host(r, true, pathHas("/serviceaccount/token"), "cat", filepath.Join(p.dir, "var/run/secrets/kubernetes.io/serviceaccount/token"))
+	token := p.plant("/run/secrets/vigil-packtest-"+p.tag+"/secrets/kubernetes.io/serviceaccount/token", "eyJ\n")
+	p.host(r, true, path(token), "cat", token)
 	p.in(c, r, true, path("/var/run/secrets/kubernetes.io/serviceaccount/token"), "cat", "/var/run/secrets/kubernetes.io/serviceaccount/token")
 
+	// A successful open is reported under its resolved path, which has no
+	// "../" (and is caught as a sensitive read instead). Only an open that
+	// fails keeps the path as written, and only one below an always-reported
+	// prefix passes the prefilter: a traversal through a missing directory.
 	r = "Directory traversal monitored file read"
-	p.host(r, true, nil, "cat", "/etc/../etc/shadow")
-	p.in(c, r, true, nil, "cat", "/etc/../etc/shadow")
+	p.host(r, true, pathHas("../"), "cat", "/root/.ssh/vigil-packtest-missing/../../../etc/shadow")
+	p.in(c, r, true, pathHas("../"), "cat", "/root/.ssh/missing/../../../etc/shadow")
 
 	etcFile := "/etc/vigil-packtest-" + p.tag
 	binFile := "/usr/local/bin/vigil-packtest-" + p.tag
@@ -396,14 +463,16 @@ func TestPack(t *testing.T) {
 
 	r = "Set setuid or setgid bit"
 	p.host(r, true, pathHas(p.dir), "chmod", "u+s", filepath.Join(p.dir, "f"))
-	p.host(r, false, pathHas(p.dir), "chmod", "0644", filepath.Join(p.dir, "victim"))
+	p.host(r, false, pathHas(p.dir), "chmod", "0644", filepath.Join(p.dir, "f"))
 	p.in(c, r, true, path("/data/wipe.txt"), "sh", "-c", "touch /data/wipe.txt; chmod u+s /data/wipe.txt")
 
 	r = "Detect release_agent file container escapes"
 	// Opened for writing and closed without a byte written: the host's
 	// release_agent is left as it is.
-	p.host(r, true, nil, p.helper, "mode=openw", "/sys/fs/cgroup/memory/release_agent")
-	p.in(c, r, true, nil, "sh", "-c", "mkdir -p /cg && mount -t cgroup -o memory cgroup /cg && "+ph+" mode=openw /cg/release_agent; umount /cg")
+	p.host(r, true, path("/sys/fs/cgroup/memory/release_agent"), p.helper, "mode=openw", "/sys/fs/cgroup/memory/release_agent")
+	// In the container the memory hierarchy is mounted over the read-only
+	// /sys/fs/cgroup/memory, where the open prefilter looks for writes.
+	p.in(c, r, true, path("/sys/fs/cgroup/memory/release_agent"), "sh", "-c", "mount -t cgroup -o memory cgroup /sys/fs/cgroup/memory && "+ph+" mode=openw /sys/fs/cgroup/memory/release_agent; umount /sys/fs/cgroup/memory")
 
 	// ---- network rules ----
 	r = "Packet socket created in container"
@@ -480,9 +549,7 @@ func TestPack(t *testing.T) {
 			continue
 		}
 		t.Run(e.rule+"/"+e.where, func(t *testing.T) {
-			a := rec.waitAlert(t, fmt.Sprintf("%q from %s: %s", e.rule, e.where, e.what), func(a *alert.Alert) bool {
-				return a.Rule == e.rule && a.Event != nil && e.pred(a)
-			})
+			a := p.wait(t, e)
 			t.Logf("%s %s pid %d %s", a.Event.Kind, a.Event.Proc.Name, a.Event.Proc.PID, a.Event.File.Path)
 		})
 	}
