@@ -292,7 +292,7 @@ func TestPack(t *testing.T) {
 		files["/usr/local/bin/"+n] = string(helperBytes)
 	}
 	p.ctr = runctest.Start(t, runctest.Options{HostNetwork: true, Files: files,
-		Caps: []string{"CAP_SYS_ADMIN", "CAP_NET_RAW", "CAP_SYS_PTRACE", "CAP_SETUID", "CAP_SETGID"}})
+		Caps: []string{"CAP_SYS_ADMIN", "CAP_NET_RAW", "CAP_SYS_PTRACE", "CAP_SETUID", "CAP_SETGID", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_CHOWN", "CAP_MKNOD"}})
 	p.nonet = runctest.Start(t, runctest.Options{Files: map[string]string{"/usr/local/bin/packhelper": string(helperBytes)}})
 	ph := "/usr/local/bin/packhelper"
 	c := p.ctr
@@ -352,8 +352,8 @@ func TestPack(t *testing.T) {
 	// runc's rootfs is a plain directory, so the image itself has no upper
 	// layer; a privileged container mounts its own overlay and runs a file
 	// it wrote there, which is the same kernel shape.
-	p.in(c, r, true, nil, "sh", "-c", "mkdir -p /ov && mount -t tmpfs ov /ov && mkdir -p /ov/l /ov/u /ov/w /ov/m && mount -t overlay overlay -o lowerdir=/ov/l,upperdir=/ov/u,workdir=/ov/w /ov/m && cp /bin/busybox /ov/m/dropped && /ov/m/dropped true; umount /ov/m; umount /ov")
-	p.in(c, r, false, nil, "/bin/busybox", "true")
+	p.in(c, r, true, procName("dropped"), "sh", "-c", "mkdir -p /ov && mount -t tmpfs ov /ov && mkdir -p /ov/l /ov/u /ov/w /ov/m && mount -t overlay overlay -o lowerdir=/ov/l,upperdir=/ov/u,workdir=/ov/w /ov/m && cp /bin/busybox /ov/m/dropped && /ov/m/dropped true; umount /ov/m; umount /ov")
+	p.in(c, r, false, procName("busybox"), "/bin/busybox", "true")
 	p.ctrOnly(r, "container-only rule (overlay upper layer of a container image)")
 
 	r = "Debugfs launched in privileged container"
@@ -470,9 +470,13 @@ func TestPack(t *testing.T) {
 	// Opened for writing and closed without a byte written: the host's
 	// release_agent is left as it is.
 	p.host(r, true, path("/sys/fs/cgroup/memory/release_agent"), p.helper, "mode=openw", "/sys/fs/cgroup/memory/release_agent")
-	// In the container the memory hierarchy is mounted over the read-only
-	// /sys/fs/cgroup/memory, where the open prefilter looks for writes.
-	p.in(c, r, true, path("/sys/fs/cgroup/memory/release_agent"), "sh", "-c", "mount -t cgroup -o memory cgroup /sys/fs/cgroup/memory && "+ph+" mode=openw /sys/fs/cgroup/memory/release_agent; umount /sys/fs/cgroup/memory")
+	// In the container, a privileged intruder mounts a cgroup v1 hierarchy
+	// with a free controller (the classic escape uses rdma; this kernel has
+	// net_cls unmounted) below /sys/fs/cgroup, where the open prefilter looks
+	// for writes.
+	agent := "/sys/fs/cgroup/net_cls/release_agent"
+	p.in(c, r, true, path(agent), "sh", "-c", "mount -t tmpfs cg /sys/fs/cgroup && mkdir /sys/fs/cgroup/net_cls && "+
+		"mount -t cgroup -o net_cls cgroup /sys/fs/cgroup/net_cls && "+ph+" mode=openw "+agent+"; umount /sys/fs/cgroup/net_cls; umount /sys/fs/cgroup")
 
 	// ---- network rules ----
 	r = "Packet socket created in container"
