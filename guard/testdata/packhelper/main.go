@@ -123,6 +123,11 @@ func run(mode string, args []string) error {
 			return nil
 		}
 		return syscall.Close(fd)
+	case "write": // create or truncate PATH and write a line
+		return os.WriteFile(args[0], []byte("packhelper\n"), 0o644)
+	case "read": // read PATH
+		_, err := os.ReadFile(args[0])
+		return err
 	case "mount": // mount a tmpfs on DIR and unmount it
 		if err := syscall.Mount("packtest", args[0], "tmpfs", 0, ""); err != nil {
 			return err
