@@ -19,6 +19,7 @@ import (
 
 	"github.com/vigilsec/vigil/guard/alert"
 	"github.com/vigilsec/vigil/guard/config"
+	"github.com/vigilsec/vigil/guard/event"
 	"github.com/vigilsec/vigil/internal/runctest"
 )
 
@@ -362,9 +363,15 @@ func TestPack(t *testing.T) {
 	// runc's rootfs is a plain directory, so the image itself has no upper
 	// layer; a privileged container mounts its own overlay and runs a file
 	// it wrote there, which is the same kernel shape.
-	p.in(c, r, true, procName("dropped"), "sh", "-c", "mkdir -p /ov && mount -t tmpfs ov /ov && mkdir -p /ov/l /ov/u /ov/w /ov/m && mount -t overlay overlay -o lowerdir=/ov/l,upperdir=/ov/u,workdir=/ov/w /ov/m && cp /bin/busybox /ov/m/dropped && /ov/m/dropped true; umount /ov/m; umount /ov")
+	upper := func(a *alert.Alert) bool { return a.Event.Proc.Name == "dropped" && a.Event.Proc.ExeUpper }
+	p.in(c, r, true, upper, "sh", "-c", "mkdir -p /ov && mount -t tmpfs ov /ov && mkdir -p /ov/l /ov/u /ov/w /ov/m && mount -t overlay overlay -o lowerdir=/ov/l,upperdir=/ov/u,workdir=/ov/w /ov/m && cp /bin/busybox /ov/m/dropped && /ov/m/dropped true; umount /ov/m; umount /ov")
 	p.in(c, r, false, procName("busybox"), "/bin/busybox", "true")
-	p.ctrOnly(r, "container-only rule (overlay upper layer of a container image)")
+	// The same on the host: the executable is on an overlay upper layer too,
+	// but outside any container the rule stays quiet.
+	ov := filepath.Join(p.dir, "ov")
+	p.host(r, false, procName("dropped"), "/bin/sh", "-c", strings.ReplaceAll("mkdir -p OV && mount -t tmpfs ov OV && mkdir -p OV/l OV/u OV/w OV/m && "+
+		"mount -t overlay overlay -o lowerdir=OV/l,upperdir=OV/u,workdir=OV/w OV/m && cp /bin/busybox OV/m/dropped && OV/m/dropped true; umount OV/m; umount OV", "OV", ov))
+	p.ctrOnly(r, "container-only rule (a binary on the upper layer of a container's overlay); the host overlay exec is the benign twin")
 
 	r = "Debugfs launched in privileged container"
 	p.in(c, r, true, nil, "/usr/local/bin/debugfs", "-R", "ls", "/dev/sda")
@@ -577,6 +584,12 @@ func TestPack(t *testing.T) {
 		t.Run(e.rule+"/"+e.where+"/twin", func(t *testing.T) {
 			rec.mu.Lock()
 			defer rec.mu.Unlock()
+			// A twin whose event never reached the rules would pass
+			// without testing anything.
+			seen := slices.ContainsFunc(rec.events, func(ev *event.Event) bool { return e.pred(&alert.Alert{Event: ev}) })
+			if !seen {
+				t.Errorf("benign twin %q: the sensor reported no event for it", e.what)
+			}
 			for _, a := range rec.alerts {
 				if a.Rule == e.rule && a.Event != nil && e.pred(a) {
 					t.Errorf("benign twin %q raised %q: %s %s pid %d", e.what, e.rule, a.Event.Kind, a.Event.Proc.Name, a.Event.Proc.PID)
