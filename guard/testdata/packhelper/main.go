@@ -92,7 +92,7 @@ func run(mode string, args []string) error {
 			fmt.Println("traceme:", e)
 		}
 		syscall.RawSyscall(syscall.SYS_EXIT_GROUP, 0, 0, 0)
-	case "finit": // finit_module on an empty file: fails (ENOEXEC/EINVAL/EPERM), loads nothing
+	case "finit": // finit_module on an empty file: fails (ENOSYS without module support, else ENOEXEC/EINVAL/EPERM), loads nothing
 		f, err := os.CreateTemp("", "packhelper-mod")
 		if err != nil {
 			return err
