@@ -228,6 +228,17 @@ func TestPack(t *testing.T) {
 	rand.Read(tagb)
 	p := &packEnv{t: t, rec: rec, dir: t.TempDir(), helper: helper, tag: hex.EncodeToString(tagb),
 		untriggerable: map[string]string{}}
+	// Every host file the test writes outside its scratch dir carries the
+	// run's tag; whatever an action left behind is removed at the end.
+	t.Cleanup(func() {
+		for _, pat := range []string{"/etc/vigil-packtest-*", "/dev/shm/vigil-packtest-*", "/var/log/vigil-packtest-*",
+			"/usr/local/bin/vigil-packtest-*", "/usr/vigil-packtest-*", "/root/vigil-packtest-*"} {
+			names, _ := filepath.Glob(strings.TrimSuffix(pat, "*") + "*" + p.tag + "*")
+			for _, n := range names {
+				os.Remove(n)
+			}
+		}
+	})
 	if !strings.HasPrefix(p.dir, "/tmp/") {
 		t.Fatalf("scratch dir %s is not below /tmp", p.dir)
 	}
