@@ -47,10 +47,16 @@ func DefaultInterest() []Interest {
 		"/etc/shadow", "/etc/gshadow", "/etc/sudoers", "/etc/sudoers.d/",
 		"/etc/ssh/", "/root/.ssh/", "/var/run/secrets/", "/run/secrets/",
 		"/etc/kubernetes/", "/var/lib/kubelet/pki/", "/proc/kcore", "/dev/mem",
+		// Cloud and cluster credentials of root, read by the standard
+		// pack's "Read cloud credentials".
+		"/root/.aws/", "/root/.config/gcloud/", "/root/.azure/", "/root/.docker/config.json", "/root/.kube/config",
 	}
 	writes := []string{
 		"/etc/", "/bin/", "/sbin/", "/usr/", "/lib/", "/lib64/", "/boot/",
 		"/root/", "/var/spool/cron/", "/var/lib/dpkg/",
+		// Log truncation ("Clear log activities") and cgroup v1
+		// release_agent writes (container escapes).
+		"/var/log/", "/sys/fs/cgroup/",
 	}
 	out := make([]Interest, 0, len(always)+len(writes))
 	for _, p := range always {
