@@ -171,6 +171,19 @@ metadata:
 			t.Fatalf("denied Deployment exists anyway (get: %v)", err)
 		}
 	})
+	// Every other pod-template owner the configuration registers reaches
+	// the webhook and is denied the same way.
+	t.Run("EveryOwnerReviewed", func(t *testing.T) {
+		for _, kind := range []string{"StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob"} {
+			st := time.Now()
+			r := kubectl(ctx, c, owner(kind, nsEnforce), "apply", "-f", "-")
+			timing("enforce: apply "+kind+" (denied)", st)
+			want := `admission webhook "pods.vigil.dev" denied the request: vigil: ` + strings.ToLower(kind) + ` "owned" violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false`
+			if r.err == nil || !strings.Contains(r.stderr, want) {
+				t.Errorf("%s: want denied with %q:\n%s", kind, want, r)
+			}
+		}
+	})
 	t.Run("AuditWarns", func(t *testing.T) {
 		st := time.Now()
 		r := kubectl(ctx, c, deployment(nsAudit, "web", "1.4.2"), "apply", "-f", "-")
@@ -681,6 +694,34 @@ spec:
         readinessProbe:
           exec: {command: [/bin/check, --ready]}
 `
+}
+
+// owner is a pod-template owner of kind whose pod restricted forbids.
+func owner(kind, ns string) string {
+	podSpec := `
+      restartPolicy: RESTART
+      containers:
+      - {name: c, image: ` + cluster.BusyboxImage + `, command: [sleep, "1"]}
+`
+	restart := "Always"
+	if kind == "Job" || kind == "CronJob" {
+		restart = "Never"
+	}
+	podSpec = strings.Replace(podSpec, "RESTART", restart, 1)
+	head := "apiVersion: apps/v1\nkind: " + kind + "\nmetadata: {name: owned, namespace: " + ns + "}\n"
+	tmpl := "  template:\n    metadata: {labels: {app: owned}}\n    spec:" + podSpec
+	sel := "  selector: {matchLabels: {app: owned}}\n"
+	switch kind {
+	case "Job":
+		return strings.Replace(head, "apps/v1", "batch/v1", 1) + "spec:\n" + tmpl
+	case "CronJob":
+		// One level deeper: spec.jobTemplate.spec.template.
+		indented := strings.ReplaceAll(tmpl, "\n  ", "\n      ")
+		return strings.Replace(head, "apps/v1", "batch/v1", 1) + "spec:\n  schedule: \"*/5 * * * *\"\n  jobTemplate:\n    spec:\n    " + indented
+	case "StatefulSet":
+		return head + "spec:\n  serviceName: owned\n" + sel + tmpl
+	}
+	return head + "spec:\n" + sel + tmpl
 }
 
 // pod is a bare pod restricted forbids (no securityContext).
