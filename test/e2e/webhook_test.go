@@ -72,10 +72,11 @@ func TestWebhookAdmission(t *testing.T) {
 	// Build the binary while the cluster comes up: both take seconds.
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "vigil")
+	root := repoRoot(t)
 	built := make(chan error, 1)
 	go func() {
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/vigil")
-		cmd.Dir = repoRoot(t)
+		cmd.Dir = root
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			err = fmt.Errorf("go build ./cmd/vigil: %w\n%s", err, out)
