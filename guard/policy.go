@@ -1,7 +1,9 @@
 package guard
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -117,12 +119,13 @@ func livePid(cgroupPath string) (int, bool) {
 	if err != nil {
 		return 0, false
 	}
+	best := 0
 	for _, f := range strings.Fields(string(b)) {
-		if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
-			return pid, true
+		if pid, err := strconv.Atoi(f); err == nil && pid > 0 && (best == 0 || pid < best) {
+			best = pid
 		}
 	}
-	return 0, false
+	return best, best != 0
 }
 
 // policyWorker applies queued policies off the event path.
@@ -132,14 +135,20 @@ func (g *Guard) policyWorker(done <-chan struct{}) {
 		case <-done:
 			return
 		case req := <-g.applyQ:
-			// The event's process may be gone (a short-lived cat); any
-			// live process of the cgroup shows the container's filesystem.
-			if _, err := os.Stat(req.w.Root); err != nil {
+			// Resolve the container's paths through its oldest live
+			// process (lowest pid: usually the container's init), not the
+			// event's process, which may be a short-lived cat; retry once
+			// if that process exits mid-way.
+			var err error
+			for attempt := 0; attempt < 3; attempt++ {
 				if pid, ok := livePid(req.w.CgroupPath); ok {
 					req.w.Root = fmt.Sprintf("/proc/%d/root", pid)
 				}
+				if err = g.enforcer.Apply(req.w, req.rules); err == nil || !errors.Is(err, fs.ErrNotExist) {
+					break
+				}
 			}
-			if err := g.enforcer.Apply(req.w, req.rules); err != nil {
+			if err != nil {
 				g.applyErrors.Add(1)
 				g.log.Warn("apply fast-path policy", "workload", req.w.Key(), "cgroup", req.w.CgroupPath, "err", err)
 				continue
