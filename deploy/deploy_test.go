@@ -2,8 +2,8 @@ package deploy
 
 import (
 	"bytes"
-	"encoding/base64"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
 	"os"
 	"os/exec"
@@ -13,6 +13,7 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/vigilsec/vigil/guard/config"
 	"github.com/vigilsec/vigil/internal/privtest"
 )
 
@@ -241,5 +242,38 @@ func TestKustomizeBaseIsCurrent(t *testing.T) {
 	}
 	if !bytes.Equal(got, want) {
 		t.Fatal("deploy/kustomize/base/vigil.yaml is stale: run make manifests")
+	}
+}
+
+// TestRenderedCommandsAndConfigAreValid: every argument the chart passes
+// to `vigil` is a flag the binary accepts, and the guard's rendered config
+// file passes the guard's own validation. Chart and binary cannot drift.
+func TestRenderedCommandsAndConfigAreValid(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "vigil")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/vigil").CombinedOutput(); err != nil {
+		t.Fatalf("build vigil: %v\n%s", err, out)
+	}
+	for _, values := range []string{"helm/vigil/values.yaml", "helm/vigil/values-production.yaml"} {
+		objs := byKind(render(t, "-f", values, "--set", "webhook.pss.namespaces.prod.mode=enforce"))
+		for _, kind := range []string{"DaemonSet", "Deployment"} {
+			c := get(objs[kind][0], "spec", "template", "spec", "containers").([]any)[0]
+			var args []string
+			for _, a := range get(c, "args").([]any) {
+				args = append(args, a.(string))
+			}
+			// Parse the real flags (with --help, nothing runs).
+			if out, err := exec.Command(bin, append(args, "--help")...).CombinedOutput(); err != nil {
+				t.Errorf("%s %s: vigil rejects its arguments %v: %v\n%s", values, kind, args, err, out)
+			}
+		}
+		for _, cm := range objs["ConfigMap"] {
+			if !strings.HasSuffix(cm.name(), "-guard") {
+				continue
+			}
+			cfg := config.Default()
+			if err := config.Parse([]byte(get(cm, "data", "config.yaml").(string)), &cfg); err != nil {
+				t.Errorf("%s: rendered guard config is invalid: %v", values, err)
+			}
+		}
 	}
 }
