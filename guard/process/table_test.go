@@ -282,7 +282,14 @@ func TestRealProc(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-	// exec.Command's Start returns once the child has exec'd.
+	// Start returns once the child's exec closed the CLOEXEC status pipe,
+	// which the kernel does before it sets up the new argv: wait for it.
+	for i := 0; i < 200; i++ {
+		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", cmd.Process.Pid)); len(b) > 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
 	if err != nil {
 		t.Fatal(err)
