@@ -122,7 +122,7 @@ func TestChartRendersEverythingAnOperatorNeeds(t *testing.T) {
 	for _, m := range get(c, "volumeMounts").([]any) {
 		mounts[get(m, "mountPath").(string)] = true
 	}
-	for _, p := range []string{"/sys/fs/bpf", "/sys/fs/cgroup", "/var/lib/vigil", "/etc/vigil"} {
+	for _, p := range []string{"/sys/fs/bpf", "/sys/fs/cgroup", "/var/lib/vigil", "/etc/vigil/config"} {
 		if !mounts[p] {
 			t.Errorf("guard does not mount %s", p)
 		}
