@@ -454,8 +454,16 @@ func startWebhook(t *testing.T, bin, dir string) *webhookProc {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The request path evaluates the built-in PSS pack in Wasm; `make rules`
+	// (run by `make test` before the e2e) builds it.
+	pack, err := filepath.Abs("../../wasm-rules/build/admission")
+	if err != nil {
+		t.Fatal(err)
+	}
+	privtest.RequireTool(t, filepath.Join(pack, "pss.wasm"))
 	cmd := exec.Command(bin, "webhook",
 		"--addr=127.0.0.1:"+strconv.Itoa(port),
+		"--admission-rules="+pack, "--admission-rules-cache=",
 		"--self-signed", "--self-signed-dir="+tlsDir, "--self-signed-hosts=127.0.0.1,localhost",
 		"--store="+filepath.Join(dir, "webhook.db"),
 		"--audit-log="+w.auditLog,
