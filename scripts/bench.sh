@@ -25,3 +25,27 @@ run ./webhook/        'ServeTLS|ReviewInProcess' 2000x
 run ./webhook/        'Latency' 1x
 echo
 go run ./scripts/benchtable < "$out"
+
+# Guard start-up (process start to "guard running": BPF load, /proc
+# bootstrap, enforcement probe, rule compile from cache) and steady RSS.
+echo
+echo "==> guard start-up and RSS (audit mode, standard pack; 3 runs)"
+go build -o bin/vigil ./cmd/vigil
+state=$(mktemp -d)
+for i in 1 2 3; do
+	log=$(mktemp)
+	start=$(date +%s%N)
+	bin/vigil guard --mode audit --rules wasm-rules/build --state-dir "$state" --metrics off >/dev/null 2>"$log" &
+	pid=$!
+	until grep -q "guard running" "$log"; do
+		kill -0 "$pid" 2>/dev/null || { cat "$log"; exit 1; }
+		sleep 0.02
+	done
+	ready=$(date +%s%N)
+	sleep 8
+	rss=$(awk '/VmRSS/{print $2}' "/proc/$pid/status")
+	kill "$pid"; wait "$pid" 2>/dev/null || true
+	echo "startup $(( (ready - start) / 1000000 )) ms, RSS $(( rss / 1024 )) MiB"
+	rm -f "$log"
+done
+rm -rf "$state"
