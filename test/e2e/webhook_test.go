@@ -463,7 +463,7 @@ func startWebhook(t *testing.T, bin, dir string) *webhookProc {
 	privtest.RequireTool(t, filepath.Join(pack, "pss.wasm"))
 	cmd := exec.Command(bin, "webhook",
 		"--addr=127.0.0.1:"+strconv.Itoa(port),
-		"--admission-rules="+pack, "--admission-rules-cache=",
+		"--admission-rules="+pack, "--admission-rules-cache="+filepath.Join(os.TempDir(), "vigil-e2e-wazero-cache"),
 		"--self-signed", "--self-signed-dir="+tlsDir, "--self-signed-hosts=127.0.0.1,localhost",
 		"--store="+filepath.Join(dir, "webhook.db"),
 		"--audit-log="+w.auditLog,
@@ -496,10 +496,13 @@ func startWebhook(t *testing.T, bin, dir string) *webhookProc {
 		}
 	})
 
-	deadline := time.Now().Add(30 * time.Second)
+	// Generous: the webhook compiles the Go-built Wasm pack at start (cached
+	// on disk after the first run), which is slow on a loaded 2-core VM.
+	deadline := time.Now().Add(120 * time.Second)
 	for {
 		select {
 		case err := <-exited:
+			exited <- err // for the cleanup, which waits on it too
 			t.Fatalf("webhook exited: %v\n%s", err, tail(logPath, 40))
 		default:
 		}
