@@ -85,6 +85,7 @@ type Guard struct {
 	admitted      workloads
 	profileErrors atomic.Uint64
 	baselineQuiet atomic.Uint64 // behavior alerts below MinPriority
+	baselineFloor alert.Priority
 
 	// Fast-path policies (policy.go).
 	policies     []enforce.Rule
@@ -128,6 +129,11 @@ func New(ctx context.Context, opt Options) (g *Guard, err error) {
 		}
 	}()
 
+	// Parsed once here rather than for every behavior alert.
+	g.baselineFloor = alert.Notice
+	if p, err := alert.ParsePriority(cfg.Baseline.MinPriority); err == nil {
+		g.baselineFloor = p
+	}
 	g.policies = compilePolicies(cfg.Policies)
 	g.seenCgroups = make(map[uint64]struct{})
 	g.applyQ = make(chan applyReq, 1024)
@@ -540,11 +546,7 @@ func (g *Guard) onEnforceRecord(r enforce.Record) {
 // emitBaseline delivers a behavior alert unless it is below the configured
 // floor (it was still learned and counted by the detector).
 func (g *Guard) emitBaseline(a *alert.Alert) {
-	floor := alert.Notice
-	if p, err := alert.ParsePriority(g.cfg.Baseline.MinPriority); err == nil {
-		floor = p
-	}
-	if a.Priority > floor {
+	if a.Priority > g.baselineFloor {
 		g.baselineQuiet.Add(1)
 		return
 	}
