@@ -17,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/vigilsec/vigil/internal/privtest"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -176,9 +178,7 @@ func TestImageArchiveRejectsBadInput(t *testing.T) {
 }
 
 func TestBusyboxImage(t *testing.T) {
-	if _, err := os.Stat(BusyboxStatic); err != nil {
-		t.Skipf("busybox-static not installed: %v", err)
-	}
+	privtest.RequireTool(t, BusyboxStatic)
 	img, err := NewBusyboxImage(BusyboxImage, BusyboxStatic)
 	if err != nil {
 		t.Fatal(err)
