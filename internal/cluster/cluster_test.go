@@ -17,10 +17,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-
-	"github.com/vigilsec/vigil/internal/privtest"
 	"time"
 
+	"github.com/vigilsec/vigil/internal/privtest"
 	corev1 "k8s.io/api/core/v1"
 )
 
