@@ -6,7 +6,7 @@
 // SIGKILL delivery; it is not an enforcement backend.
 package enforce
 
-//go:generate go tool bpf2go -cc clang-14 -cflags "-O2 -g -Wall -Werror" -target bpfel -type record -type verdict -type inode_key -type name_key -type net_key -type priv_key Lsm lsm.c -- -I../include
+//go:generate go tool bpf2go -cc clang-14 -cflags "-O2 -g -Wall -Werror" -target bpfel -type record -type verdict -type inode_key -type name_key -type net_key -type priv_key -type exec_allow_key Lsm lsm.c -- -I../include
 //go:generate go tool bpf2go -cc clang-14 -cflags "-O2 -g -Wall -Werror" -target bpfel Cgroup cgroup_sock.c -- -I../include
 //go:generate go tool bpf2go -cc clang-14 -cflags "-O2 -g -Wall -Werror" -target bpfel ExecKill exec_kill.c -- -I../include
 //go:generate go tool bpf2go -cc clang-14 -cflags "-O2 -g -Wall -Werror" -target bpfel Deliver deliver.c -- -I../include
