@@ -1,0 +1,140 @@
+package guard
+
+import (
+	"path/filepath"
+	"strings"
+
+	"github.com/vigilsec/vigil/guard/alert"
+	"github.com/vigilsec/vigil/guard/baseline"
+	"github.com/vigilsec/vigil/guard/enforce"
+	"github.com/vigilsec/vigil/guard/event"
+)
+
+// Profile locks: with baseline.lock on, a profile that becomes ready is
+// locked (Detector.Lock), and every running container of it gets its exec
+// allow-list in the kernel (Enforcer.Lock) through the policy worker. The
+// ticker keeps kernel and profiles in step: a learned or accepted exec
+// changes the list and it is pushed again; a container whose profile is no
+// longer locked is unlocked. A new revision is a new profile that learns
+// first, so its containers start unlocked and are locked once it is ready.
+//
+// A profile locked offline (`vigil baseline lock KEY`, while the guard is
+// stopped) is loaded locked from the store and pushed the same way, with or
+// without baseline.lock.
+
+// lockState is the guard's side of profile locks. targets is written by
+// the sensor reader (noteLockTarget) and read by the ticker, hence mu;
+// seen and pushed belong to one goroutine each.
+type lockState struct {
+	seen   map[uint64]enforce.Workload // reader only
+	pushed map[uint64]string           // ticker only: cgroup -> allow-list sent
+}
+
+// noteLockTarget runs on the sensor reader goroutine: it remembers which
+// enforcement workload and cgroup directory each container cgroup is, so
+// the ticker can lock it. Kubernetes context can arrive after a container's
+// first events, so a changed name is recorded again.
+func (g *Guard) noteLockTarget(e *event.Event) {
+	if g.enforcer == nil || g.detector == nil || e.Container.ID == "" || e.Proc.CgroupID == 0 {
+		return
+	}
+	w := workloadOf(e)
+	if old, ok := g.locks.seen[e.Proc.CgroupID]; ok && old.Namespace == w.Namespace && old.Name == w.Name {
+		return
+	}
+	rec := g.containers.Lookup(e.Proc.CgroupID, e.Proc.PID)
+	if rec == nil {
+		return
+	}
+	w.CgroupPath = filepath.Join(g.containers.Cgroup2Root(), rec.Path)
+	g.locks.seen[e.Proc.CgroupID] = w
+	g.lockMu.Lock()
+	g.lockTargets[e.Proc.CgroupID] = w
+	g.lockMu.Unlock()
+}
+
+// syncLocks runs on the ticker: lock ready profiles (baseline.lock), then
+// push every locked container's allow-list when it changed, and unlock
+// containers whose profile is no longer locked.
+func (g *Guard) syncLocks() {
+	if g.enforcer == nil || g.detector == nil {
+		return
+	}
+	g.detMu.Lock()
+	targets := g.detector.LockTargets()
+	g.detMu.Unlock()
+	g.lockMu.Lock()
+	ws := make(map[uint64]enforce.Workload, len(targets))
+	for _, t := range targets {
+		if w, ok := g.lockTargets[t.Cgroup]; ok {
+			ws[t.Cgroup] = w
+		}
+	}
+	g.lockMu.Unlock()
+
+	locked := map[uint64]bool{}
+	for _, t := range targets {
+		w, ok := ws[t.Cgroup]
+		if !ok {
+			continue // no event with container context yet
+		}
+		if t.State == baseline.StateReady {
+			mode := g.modes.Mode(w.Namespace, w.Name, enforce.DefaultLockRule)
+			if !g.cfg.Baseline.Lock || (mode != alert.ModeEnforce && mode != alert.ModeAudit) {
+				continue
+			}
+			g.detMu.Lock()
+			err := g.detector.Lock(t.Key)
+			g.detMu.Unlock()
+			if err != nil {
+				g.lockErrors.Add(1)
+				g.log.Warn("lock profile", "profile", baseline.FormatKey(t.Key), "err", err)
+				continue
+			}
+			g.log.Info("profile locked", "profile", baseline.FormatKey(t.Key), "execs", len(t.Execs), "mode", mode.String())
+		}
+		locked[t.Cgroup] = true
+		sig := strings.Join(t.Execs, "\n")
+		if g.locks.pushed[t.Cgroup] == sig {
+			continue
+		}
+		// Profiles hold resolved paths (/bin/busybox for /bin/sh), so the
+		// image's other names of those files are allowed too.
+		l := &enforce.ExecLock{Paths: t.Execs, Aliases: true}
+		select {
+		case g.applyQ <- applyReq{w: w, lock: l}:
+			g.locks.pushed[t.Cgroup] = sig
+		default:
+			g.applyDropped.Add(1) // retried on the next tick
+		}
+	}
+	for cg := range g.locks.pushed {
+		if locked[cg] {
+			continue
+		}
+		g.lockMu.Lock()
+		w, ok := g.lockTargets[cg]
+		g.lockMu.Unlock()
+		if !ok {
+			delete(g.locks.pushed, cg)
+			continue
+		}
+		select {
+		case g.applyQ <- applyReq{w: w, unlock: true}:
+			delete(g.locks.pushed, cg)
+		default:
+			g.applyDropped.Add(1)
+		}
+	}
+}
+
+// LockStats counts exec locks the guard put in force in the kernel (one
+// per container and allow-list change) and those that failed.
+type LockStats struct {
+	Pushed, Errors uint64
+}
+
+// LockStats returns the exec lock counters.
+func (g *Guard) LockStats() LockStats {
+	return LockStats{Pushed: g.lockPushes.Load(), Errors: g.lockErrors.Load()}
+}
