@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"path"
 	"path/filepath"
 	"strings"
 
@@ -94,13 +95,14 @@ func (g *Guard) syncLocks() {
 			g.log.Info("profile locked", "profile", baseline.FormatKey(t.Key), "execs", len(t.Execs), "mode", mode.String())
 		}
 		locked[t.Cgroup] = true
-		sig := strings.Join(t.Execs, "\n")
+		execs := lockable(t.Execs)
+		sig := strings.Join(execs, "\n")
 		if g.locks.pushed[t.Cgroup] == sig {
 			continue
 		}
 		// Profiles hold resolved paths (/bin/busybox for /bin/sh), so the
 		// image's other names of those files are allowed too.
-		l := &enforce.ExecLock{Paths: t.Execs, Aliases: true}
+		l := &enforce.ExecLock{Paths: execs, Aliases: true}
 		select {
 		case g.applyQ <- applyReq{w: w, lock: l}:
 			g.locks.pushed[t.Cgroup] = sig
@@ -126,6 +128,18 @@ func (g *Guard) syncLocks() {
 			g.applyDropped.Add(1)
 		}
 	}
+}
+
+// lockable keeps the profile paths an allow-list can hold: a sensor that
+// could not resolve an executable records "/" or a relative name.
+func lockable(execs []string) []string {
+	out := make([]string, 0, len(execs))
+	for _, p := range execs {
+		if b := path.Base(p); path.IsAbs(p) && b != "/" && b != "." {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // LockStats counts exec locks the guard put in force in the kernel (one

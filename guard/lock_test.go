@@ -21,17 +21,24 @@ import (
 // have killed" in staging, while the learned programs keep running.
 func TestProfileLockInContainer(t *testing.T) {
 	for _, tc := range []struct {
-		env  config.Environment
+		env  string
 		mode alert.Mode
 	}{{config.Production, alert.ModeEnforce}, {config.Staging, alert.ModeAudit}} {
 		t.Run(string(tc.env), func(t *testing.T) {
+			ctr := runctest.Start(t, runctest.Options{})
 			rec, g := startGuardG(t, func(c *config.Config) {
 				c.Environment = tc.env
 				c.Baseline.Lock = true
 				c.Baseline.LearningWindow = config.Duration(2 * time.Second)
 				c.Baseline.StableAfter = config.Duration(2 * time.Second)
+				// Other suites run containers on this host at the same
+				// time: lock this test's container only (a runc container
+				// outside Kubernetes is workload "/<id>").
+				c.Modes.Rules = map[string]config.ModeName{
+					enforce.DefaultLockRule:                      "off",
+					"/" + ctr.ID + ":" + enforce.DefaultLockRule: config.ModeName(tc.mode.String()),
+				}
 			})
-			ctr := runctest.Start(t, runctest.Options{})
 			bin := filepath.Join(ctr.Rootfs, "tmp/bin")
 			if err := os.MkdirAll(bin, 0o755); err != nil {
 				t.Fatal(err)
