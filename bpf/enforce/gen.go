@@ -1,6 +1,7 @@
 // Package enforce holds Vigil's enforcement BPF programs and their bpf2go
 // output: BPF-LSM hooks (lsm.c), cgroup sock_addr programs (cgroup_sock.c)
-// and the in-kernel exec SIGKILL tracepoint (exec_kill.c). All three share
+// and the in-kernel exec SIGKILL tracepoint (exec_kill.c), which also carry
+// out per-workload exec allow-lists (exec_lock, exec_allow). All three share
 // the maps declared in enforce.h; guard/enforce creates those maps once and
 // hands them to every object. deliver.c is a benchmark probe that stamps
 // SIGKILL delivery; it is not an enforcement backend.
