@@ -32,9 +32,14 @@ int BPF_PROG(vigil_bprm_check, struct linux_binprm *bprm, int ret)
 	struct verdict *v = lookup_exec(wl, bprm->file, &r);
 	if (!v) {
 		/* A locked workload: anything off its allow-list is denied
-		 * here, before the new image exists. This hook runs once per
-		 * binfmt round, so a script and its #! interpreter are both
-		 * checked. */
+		 * here, before the new image exists. */
+		/* A #! script is no program of its own: the next round checks
+		 * its interpreter, the file that ends up running, which is what
+		 * profiles record and what exec_kill sees. */
+		char magic[2] = {};
+		bpf_probe_read_kernel(magic, sizeof(magic), bprm->buf);
+		if (magic[0] == '#' && magic[1] == '!')
+			return 0;
 		__u32 flags = 0;
 		v = lookup_lock(wl, bprm->file, bprm->interp, &r, &flags);
 		if (!v)

@@ -43,6 +43,11 @@ var aliasDirs = []string{"/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/b
 // picks its behaviour from argv[0], so the exec_kill rung also requires
 // argv[0]'s last component to be an allowed name of it.
 //
+// Every allowed file is also allowed under the name "exe", the last
+// component of /proc/self/exe, so programs that re-execute themselves keep
+// working. A #! script is not checked itself; its interpreter is, under the
+// name the #! line gives it, as with any exec.
+//
 // Names are matched on their first 15 bytes, like exec name deny entries.
 // An exec through a file descriptor (fexecve: "/dev/fd/3") or through a
 // path longer than 511 bytes has no usable name and is denied.
@@ -287,6 +292,10 @@ func resolveAllow(w Workload, l ExecLock) (map[enforcebpf.LsmExecAllowKey]uint32
 		if multi[f] || len(ns) > 1 {
 			flags = allowArgv0
 		}
+		// A program that re-executes itself through /proc/self/exe (Go
+		// daemons, runtimes) execs a path named "exe": allowed for files
+		// that are allowed anyway, not counted as another name.
+		ns["exe"] = true
 		for n := range ns {
 			k := enforcebpf.LsmExecAllowKey{Dev: f.dev, Ino: f.ino}
 			for i := 0; i < len(n); i++ {

@@ -88,8 +88,17 @@ func lockSuite(t *testing.T, e *Enforcer, rec *recorder, backend Backend) {
 	if err := e.Lock(w, ExecLock{Paths: allow}); err != nil {
 		t.Fatal(err)
 	}
-	if ok, n := e.Locked(w); !ok || n != 2 {
-		t.Fatalf("Locked = %v, %d entries; want true, 2", ok, n)
+	if ok, n := e.Locked(w); !ok || n != 3 {
+		t.Fatalf("Locked = %v, %d entries; want true, 3 (cat, sleep, exe)", ok, n)
+	}
+	// #! scripts: the script is not a program; its interpreter is checked
+	// under the name the #! line gives it.
+	scripts := t.TempDir()
+	for _, interp := range []string{"cat", "sh"} {
+		body := "#!" + filepath.Join(l.bin, interp) + "\n"
+		if err := os.WriteFile(filepath.Join(scripts, "via-"+interp), []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, tc := range []struct {
 		name, path, argv0 string
@@ -103,6 +112,8 @@ func lockSuite(t *testing.T, e *Enforcer, rec *recorder, backend Backend) {
 		{"same inode, unlisted name", filepath.Join(l.bin, "sh"), "sh", false, backend, "sh"},
 		{"same inode, its own name", filepath.Join(l.bin, "multi"), "multi", false, backend, "multi"},
 		{"allowed name, other inode", filepath.Join(l.other, "cat"), "cat", false, backend, "cat"},
+		{"script with an allowed interpreter", filepath.Join(scripts, "via-cat"), "via-cat", true, 0, ""},
+		{"script with an unlisted interpreter", filepath.Join(scripts, "via-sh"), "via-sh", false, backend, "sh"},
 		// busybox runs the applet argv[0] names: allowed path, argv[0] sh.
 		{"allowed path, argv0 of an unlisted applet", filepath.Join(l.bin, "cat"), "sh", false, BackendExecKill, "sh"},
 	} {
@@ -157,6 +168,19 @@ func lockSuite(t *testing.T, e *Enforcer, rec *recorder, backend Backend) {
 	}
 	if err, ran := l.run(t, w.CgroupPath, filepath.Join(l.other, "cat"), "cat"); err != nil || !ran {
 		t.Fatalf("exec after unlock: err=%v ran=%v", err, ran)
+	}
+
+	// A locked program that re-executes itself through /proc/self/exe.
+	wr := workload(t, "locked-reexec")
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Lock(wr, ExecLock{Paths: []string{self}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := helper(t, wr.CgroupPath, "reexec"); got != "ok reexec" {
+		t.Fatalf("re-exec through /proc/self/exe in a locked workload: %q", got)
 	}
 
 	// The audit twin: everything runs, the lock's would-deny is recorded.
