@@ -23,12 +23,13 @@ import (
 // stopped) is loaded locked from the store and pushed the same way, with or
 // without baseline.lock.
 
-// lockState is the guard's side of profile locks. targets is written by
-// the sensor reader (noteLockTarget) and read by the ticker, hence mu;
-// seen and pushed belong to one goroutine each.
+// lockState is the guard's side of profile locks. seen belongs to the
+// sensor reader; pushed (cgroup -> allow-list sent) is shared by the ticker
+// and the policy worker, which forgets a push that failed so the next tick
+// retries it, under Guard.lockMu like Guard.lockTargets.
 type lockState struct {
-	seen   map[uint64]enforce.Workload // reader only
-	pushed map[uint64]string           // ticker only: cgroup -> allow-list sent
+	seen   map[uint64]enforce.Workload
+	pushed map[uint64]string
 }
 
 // noteLockTarget runs on the sensor reader goroutine: it remembers which
@@ -65,13 +66,13 @@ func (g *Guard) syncLocks() {
 	targets := g.detector.LockTargets()
 	g.detMu.Unlock()
 	g.lockMu.Lock()
+	defer g.lockMu.Unlock()
 	ws := make(map[uint64]enforce.Workload, len(targets))
 	for _, t := range targets {
 		if w, ok := g.lockTargets[t.Cgroup]; ok {
 			ws[t.Cgroup] = w
 		}
 	}
-	g.lockMu.Unlock()
 
 	locked := map[uint64]bool{}
 	for _, t := range targets {
@@ -104,7 +105,7 @@ func (g *Guard) syncLocks() {
 		// image's other names of those files are allowed too.
 		l := &enforce.ExecLock{Paths: execs, Aliases: true}
 		select {
-		case g.applyQ <- applyReq{w: w, lock: l}:
+		case g.applyQ <- applyReq{w: w, lock: l, cgroup: t.Cgroup}:
 			g.locks.pushed[t.Cgroup] = sig
 		default:
 			g.applyDropped.Add(1) // retried on the next tick
@@ -114,9 +115,7 @@ func (g *Guard) syncLocks() {
 		if locked[cg] {
 			continue
 		}
-		g.lockMu.Lock()
 		w, ok := g.lockTargets[cg]
-		g.lockMu.Unlock()
 		if !ok {
 			delete(g.locks.pushed, cg)
 			continue

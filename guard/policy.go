@@ -23,6 +23,7 @@ type applyReq struct {
 	rules  []enforce.Rule
 	lock   *enforce.ExecLock
 	unlock bool
+	cgroup uint64 // the container's cgroup id (locks)
 }
 
 // compilePolicies turns config policies into the enforcer's data rules.
@@ -167,6 +168,12 @@ func (g *Guard) policyWorker(done <-chan struct{}) {
 				if err != nil {
 					g.lockErrors.Add(1)
 					g.log.Warn("exec lock", "workload", req.w.Key(), "cgroup", req.w.CgroupPath, "err", err)
+					if !errors.Is(err, enforce.ErrProtected) {
+						// Forget the push: the next tick retries it.
+						g.lockMu.Lock()
+						delete(g.locks.pushed, req.cgroup)
+						g.lockMu.Unlock()
+					}
 					continue
 				}
 				g.lockPushes.Add(1)
