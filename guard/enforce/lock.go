@@ -105,7 +105,9 @@ func (e *Enforcer) Lock(w Workload, l ExecLock) error {
 	if mode == alert.ModeOff {
 		return e.Unlock(w)
 	}
-	if mode == alert.ModeEnforce && !e.report.Active(BackendLSM) && !e.report.Active(BackendExecKill) {
+	// Audit needs a backend as much as enforce does: the would-deny
+	// records come from the same programs.
+	if !e.report.Active(BackendLSM) && !e.report.Active(BackendExecKill) {
 		return fmt.Errorf("%w on this node: %s: exec lock", ErrUncovered, l.rule())
 	}
 	keys, err := resolveAllow(w, l)
