@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/vigilsec/vigil/guard/alert"
 	"github.com/vigilsec/vigil/internal/privtest"
@@ -309,5 +310,52 @@ func TestRuncExecLock(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLockAuditReport: what an audit-mode lock would have denied reaches
+// the audit store and the would-block report (the promotion evidence).
+func TestLockAuditReport(t *testing.T) {
+	privtest.RequireBTF(t)
+	db := filepath.Join(t.TempDir(), "audit.db")
+	e, err := New(Config{Modes: suiteModes, AuditDB: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	l := newLockLayout(t)
+	w := workload(t, "lock-report")
+	if err := e.Lock(w, ExecLock{Rule: "audit-lock", Paths: []string{filepath.Join(l.bin, "cat")}}); err != nil {
+		t.Fatal(err)
+	}
+	// exec_kill carries a lock out as a kill; BPF-LSM as a block.
+	action := "kill"
+	if e.Report().Active(BackendLSM) {
+		action = "block"
+	}
+	for range 2 {
+		if err, ran := l.run(t, w.CgroupPath, filepath.Join(l.bin, "sh"), "sh"); err != nil || !ran {
+			t.Fatalf("audit-mode exec: err=%v ran=%v", err, ran)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // let the ring buffer reader catch up
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenAuditStore(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	recs, err := s.Since(time.Now().Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep := ReportWouldBlock(recs)
+	if len(rep) != 1 || rep[0].Workload != w.Key() || len(rep[0].Entries) != 1 {
+		t.Fatalf("report %+v from %+v", rep, recs)
+	}
+	if row := rep[0].Entries[0]; row.Rule != "audit-lock" || row.Count != 2 || row.Kind != "exec" || row.Action != action {
+		t.Errorf("row %+v", row)
 	}
 }
