@@ -39,9 +39,11 @@ var aliasDirs = []string{"/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/b
 // workload passes to execve (or names on a #! line). Busybox and many real
 // images reach one file under many names, so a file alone would allow every
 // applet; a name alone would allow any file copied in under that name.
-// A file reached by more than one allowed name is a multi-call binary that
-// picks its behaviour from argv[0], so the exec_kill rung also requires
-// argv[0]'s last component to be an allowed name of it.
+// A file reached by more than one name (several allowed names, a symlink
+// named differently from its target, or hard links) is taken for a
+// multi-call binary that picks its behaviour from argv[0], so the exec_kill
+// rung also requires argv[0]'s last component to be an allowed name of it.
+// A multi-call binary installed as one plain file is not recognised.
 //
 // Every allowed file is also allowed under the name "exe", the last
 // component of /proc/self/exe, so programs that re-execute themselves keep
@@ -264,9 +266,9 @@ func resolveAllow(w Workload, l ExecLock) (map[enforcebpf.LsmExecAllowKey]uint32
 		}
 		f := file{kernelDev(st.Dev), st.Ino}
 		add(f, name)
-		if target != name {
-			// Reached through a symlink named differently: the file is
-			// run under more than one name.
+		if target != name || st.Nlink > 1 {
+			// Reached through a symlink named differently, or hard
+			// linked: the file is run under more than one name.
 			multi[f] = true
 		}
 	}
