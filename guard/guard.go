@@ -95,6 +95,13 @@ type Guard struct {
 	applyErrors  atomic.Uint64
 	applyDropped atomic.Uint64
 
+	// Profile locks (lock.go).
+	locks       lockState
+	lockMu      sync.Mutex
+	lockTargets map[uint64]enforce.Workload // cgroup id -> workload
+	lockPushes  atomic.Uint64
+	lockErrors  atomic.Uint64
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -137,6 +144,8 @@ func New(ctx context.Context, opt Options) (g *Guard, err error) {
 	g.policies = compilePolicies(cfg.Policies)
 	g.seenCgroups = make(map[uint64]struct{})
 	g.applyQ = make(chan applyReq, 1024)
+	g.locks = lockState{seen: map[uint64]enforce.Workload{}, pushed: map[uint64]string{}}
+	g.lockTargets = map[uint64]enforce.Workload{}
 
 	modeCfg := modeConfig(cfg)
 	if g.modes, err = enforce.NewResolver(modeCfg); err != nil {
@@ -379,6 +388,7 @@ func (g *Guard) onEvent(e *event.Event) {
 	g.containers.Enrich(e)
 	g.fillWorkload(e)
 	g.notePolicies(e)
+	g.noteLockTarget(e)
 	select {
 	case g.queue <- e:
 	default:
@@ -594,6 +604,7 @@ func (g *Guard) ticker(ctx context.Context) {
 				for i := range as {
 					g.emitBaseline(&as[i])
 				}
+				g.syncLocks()
 			}
 		}
 	}

@@ -36,6 +36,8 @@ var (
 	dPolicyApplied  = desc("vigil_policy_applied_total", "Fast-path policies compiled into the kernel for a container.")
 	dPolicyErrors   = desc("vigil_policy_errors_total", "Fast-path policies that failed to apply (see the log).")
 	dPolicyDropped  = desc("vigil_policy_dropped_total", "Policy applications refused because the queue was full (retried).")
+	dLockPushes     = desc("vigil_exec_lock_applied_total", "Profile exec allow-lists put in force in the kernel for a container.")
+	dLockErrors     = desc("vigil_exec_lock_errors_total", "Profile locks that failed (see the log).")
 	dMetaMissing    = desc("vigil_container_metadata_missing_total", "Container events emitted without runtime metadata.")
 )
 
@@ -51,7 +53,8 @@ func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ..
 func (g *Guard) registerMetrics() {
 	all := []*prometheus.Desc{dSensorEvents, dSensorKindDrop, dSensorFiltered, dSensorCPUDrop, dSensorDecode, dPipelineDrop,
 		dRuleEvents, dRuleVerdicts, dRuleQuar, dRuleBusy, dAlerts, dSuppressed, dOutSent, dOutDrop, dOutFail,
-		dKillErr, dPolicyApplied, dPolicyErrors, dPolicyDropped, dProfiles, dBaseDrop, dProcs, dUnresolved, dMetaMissing}
+		dKillErr, dPolicyApplied, dPolicyErrors, dPolicyDropped, dProfiles, dBaseDrop, dProcs, dUnresolved, dMetaMissing,
+		dLockPushes, dLockErrors}
 	_ = g.metrics.CollectFunc(all, func(ch chan<- prometheus.Metric) {
 		if st, err := g.sensor.Stats(); err == nil {
 			for k, ks := range st.Kinds {
@@ -93,6 +96,8 @@ func (g *Guard) registerMetrics() {
 		counter(ch, dKillErr, g.killErrors.Load())
 		counter(ch, dPolicyApplied, g.applied.Load())
 		counter(ch, dPolicyErrors, g.applyErrors.Load())
+		counter(ch, dLockPushes, g.lockPushes.Load())
+		counter(ch, dLockErrors, g.lockErrors.Load())
 		counter(ch, dPolicyDropped, g.applyDropped.Load())
 		if g.detector != nil {
 			g.detMu.Lock()

@@ -56,6 +56,29 @@ func newBaselineCmd() *cobra.Command {
 				return runBaselineAccept(c.Context(), cfg, args[0], args[1:], c.OutOrStdout())
 			},
 		},
+		&cobra.Command{
+			Use:   "lock KEY",
+			Short: "Lock a ready profile: execs outside it are denied in the kernel",
+			Long: "Marks a ready profile locked in the store. The guard loads it locked at\n" +
+				"start and puts its exec allow-list in force for every running container\n" +
+				"of that revision (deny in enforce mode, \"would have denied\" in audit\n" +
+				"mode; rule \"Profile lock\"), with or without baseline.lock.",
+			Args: cobra.ExactArgs(1),
+			RunE: func(c *cobra.Command, args []string) error {
+				return runBaselineSetLock(c.Context(), cfg, args[0], true, c.OutOrStdout())
+			},
+		},
+		&cobra.Command{
+			Use:   "unlock KEY",
+			Short: "Unlock a profile (back to ready)",
+			Long: "Marks a locked profile ready again. The guard lifts the lock at start.\n" +
+				"With baseline.lock on, the guard locks every ready profile again; keep\n" +
+				"one unlocked with the mode override `modes.rules: {\"NS/NAME:Profile lock\": off}`.",
+			Args: cobra.ExactArgs(1),
+			RunE: func(c *cobra.Command, args []string) error {
+				return runBaselineSetLock(c.Context(), cfg, args[0], false, c.OutOrStdout())
+			},
+		},
 	)
 	return cmd
 }
@@ -174,6 +197,46 @@ func runBaselineAccept(_ context.Context, cfg baselineConfig, key string, behavi
 		} else {
 			fmt.Fprintf(out, "already in profile: %s\n", b)
 		}
+	}
+	return nil
+}
+
+// runBaselineSetLock moves a profile between ready and locked in the store.
+// The guard holds the store while it runs, so this works on a stopped
+// guard, which reads the state at its next start.
+func runBaselineSetLock(_ context.Context, cfg baselineConfig, key string, lock bool, out io.Writer) error {
+	k, err := baseline.ParseKey(key)
+	if err != nil {
+		return err
+	}
+	s, err := openBaselineStore(cfg.DB)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	p, err := s.Get(k)
+	if err != nil {
+		return err
+	}
+	want := baseline.StateReady
+	if lock {
+		want = baseline.StateLocked
+	}
+	switch {
+	case p.State == want:
+		fmt.Fprintf(out, "%s is already %s\n", key, want)
+		return nil
+	case p.State == baseline.StateLearning:
+		return fmt.Errorf("lock %s: %w", key, baseline.ErrNotReady)
+	}
+	p.State = want
+	if err := s.Put(p); err != nil {
+		return err
+	}
+	if lock {
+		fmt.Fprintf(out, "locked %s: %d executables allowed\n", key, len(p.AllowedExecs()))
+	} else {
+		fmt.Fprintf(out, "unlocked %s\n", key)
 	}
 	return nil
 }
