@@ -104,6 +104,11 @@ type Guard struct {
 // vigil_pipeline_dropped_total). In-kernel enforcement never depends on it.
 const QueueDepth = 65536
 
+// containerWarmWait bounds how long start-up waits for the runtimes to
+// describe the containers already running; what is left is resolved in the
+// background and counted (vigil_container_warm_timeouts_total).
+const containerWarmWait = 5 * time.Second
+
 // New builds every component. On error, everything built so far is closed.
 func New(ctx context.Context, opt Options) (g *Guard, err error) {
 	if opt.Log == nil {
@@ -197,6 +202,14 @@ func New(ctx context.Context, opt Options) (g *Guard, err error) {
 		return g, fmt.Errorf("bootstrap process table: %w", err)
 	}
 	g.log.Info("process table bootstrapped", "processes", n)
+	// Containers that were running before this (re)start are resolved
+	// now, before the sensors deliver, so their first alerts name the pod.
+	// The wait is bounded: a slow runtime delays start-up, never stops it.
+	wctx, wcancel := context.WithTimeout(ctx, containerWarmWait)
+	wr := g.containers.Warm(wctx)
+	wcancel()
+	g.log.Info("running containers resolved", "containers", wr.Containers, "with_metadata", wr.Resolved,
+		"unknown", wr.NotFound, "pending", wr.Pending, "took", wr.Took.Round(time.Millisecond).String())
 
 	// 4. Rules.
 	if cfg.Rules.Dir != "" {

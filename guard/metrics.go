@@ -37,6 +37,8 @@ var (
 	dPolicyErrors   = desc("vigil_policy_errors_total", "Fast-path policies that failed to apply (see the log).")
 	dPolicyDropped  = desc("vigil_policy_dropped_total", "Policy applications refused because the queue was full (retried).")
 	dMetaMissing    = desc("vigil_container_metadata_missing_total", "Container events emitted without runtime metadata.")
+	dMetaPending    = desc("vigil_container_metadata_pending_total", "Container events emitted before their runtime lookup completed.")
+	dWarmTimeouts   = desc("vigil_container_warm_timeouts_total", "Running containers not resolved within the start-up wait.")
 )
 
 func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v uint64, labels ...string) {
@@ -51,7 +53,8 @@ func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ..
 func (g *Guard) registerMetrics() {
 	all := []*prometheus.Desc{dSensorEvents, dSensorKindDrop, dSensorFiltered, dSensorCPUDrop, dSensorDecode, dPipelineDrop,
 		dRuleEvents, dRuleVerdicts, dRuleQuar, dRuleBusy, dAlerts, dSuppressed, dOutSent, dOutDrop, dOutFail,
-		dKillErr, dPolicyApplied, dPolicyErrors, dPolicyDropped, dProfiles, dBaseDrop, dProcs, dUnresolved, dMetaMissing}
+		dKillErr, dPolicyApplied, dPolicyErrors, dPolicyDropped, dProfiles, dBaseDrop, dProcs, dUnresolved, dMetaMissing,
+		dMetaPending, dWarmTimeouts}
 	_ = g.metrics.CollectFunc(all, func(ch chan<- prometheus.Metric) {
 		if st, err := g.sensor.Stats(); err == nil {
 			for k, ks := range st.Kinds {
@@ -112,6 +115,8 @@ func (g *Guard) registerMetrics() {
 		cs := g.containers.Stats()
 		counter(ch, dUnresolved, cs.Unresolved)
 		counter(ch, dMetaMissing, cs.MetaMissing)
+		counter(ch, dMetaPending, cs.MetaPending)
+		counter(ch, dWarmTimeouts, cs.WarmTimeouts)
 	})
 	g.metrics.Registry.MustRegister(g.batchLatency)
 }

@@ -159,15 +159,9 @@ spec:
 	guard = waitComponent(ctx, t, c, "guard", guard)
 	t.Logf("timing: production guard %s Ready %s", guard, time.Since(st).Round(time.Millisecond))
 
-	// The restarted guard learns a running container's pod from the
-	// runtime on the container's first event (asynchronously, see
-	// guard/container.Resolver); a non-shell exec makes that happen
-	// before the shell, so the kill alert can name the pod.
-	if _, err := c.Kubectl(ctx, "exec", "-n", workloadNS, workloadPod, "--", "true"); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(time.Second)
-
+	// No warm-up exec here: the restarted guard resolves the containers
+	// already running before its sensors start (container.Resolver.Warm),
+	// so the very first alert of the running pod must name it.
 	st = time.Now()
 	// `read x` holds the shell while stdin stays open and empty, so only
 	// the guard can end it. Stdin is closed once the kill alert is logged:
