@@ -24,6 +24,7 @@ const (
 	workloadNS  = "install-e2e"
 	workloadPod = "victim"
 	shellRule   = "Terminal shell in container"
+	mountRule   = "Mount launched in privileged container"
 )
 
 // TestInstall installs the Helm chart's rendered manifests into a real
@@ -132,6 +133,15 @@ spec:
 		t.Errorf("alert %q: k8s.ns = %v, want %s", a.Rule, a.Event["k8s.ns"], workloadNS)
 	}
 	t.Logf("timing: attributed alert %q after %s", a.Rule, time.Since(st).Round(time.Millisecond))
+	// The pod is unprivileged: its container cannot mount, so the mount
+	// rule must stay quiet for it (it once fired on the runtime's own
+	// set-up mounts inside the new container's cgroup).
+	for _, a := range guardAlerts(ctx, c, guard) {
+		if a.Rule == mountRule && a.Event["k8s.pod"] == workloadPod {
+			js, _ := json.Marshal(a.Event)
+			t.Errorf("%q fired for the unprivileged pod: %s", mountRule, js)
+		}
+	}
 
 	// 3. kubectl exec of a shell raises the alert, audited in staging.
 	st = time.Now()
@@ -231,6 +241,24 @@ func waitAlert(ctx context.Context, t *testing.T, c *cluster.Cluster, guardPod s
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// guardAlerts returns the alerts in the guard pod's log so far.
+func guardAlerts(ctx context.Context, c *cluster.Cluster, guardPod string) []guardAlert {
+	out, err := c.Kubectl(ctx, "logs", "-n", installNS, guardPod)
+	if err != nil {
+		return nil
+	}
+	var as []guardAlert
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var a guardAlert
+		if json.Unmarshal(sc.Bytes(), &a) == nil && a.Rule != "" {
+			as = append(as, a)
+		}
+	}
+	return as
 }
 
 // waitComponent waits for the one pod of a chart component to be Ready and
