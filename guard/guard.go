@@ -227,6 +227,10 @@ func New(ctx context.Context, opt Options) (g *Guard, err error) {
 		for _, d := range cfg.Rules.Unchecked {
 			unchecked = append(unchecked, d[len("sha256:"):])
 		}
+		// The first start compiles every module to native code (seconds for
+		// a Go-built one); say so, so a slow start is not mistaken for a hang.
+		g.log.Info("loading rules (first load compiles to native code, then cached)", "dir", cfg.Rules.Dir, "cache", cfg.Rules.CacheDir)
+		rulesStart := time.Now()
 		g.rules, err = rules.New(ctx, rules.Config{Unchecked: unchecked,
 			Dir: cfg.Rules.Dir, CacheDir: cfg.Rules.CacheDir, Timeout: cfg.Rules.Timeout.Std(),
 			MemoryLimit: uint64(cfg.Rules.MemoryLimitMiB) << 20, Pins: pins,
@@ -236,7 +240,8 @@ func New(ctx context.Context, opt Options) (g *Guard, err error) {
 			return g, fmt.Errorf("rules: %w", err)
 		}
 		st := g.rules.Stats()
-		g.log.Info("rules loaded", "modules", len(st.Modules), "quarantined", st.Quarantined)
+		g.log.Info("rules loaded", "modules", len(st.Modules), "quarantined", st.Quarantined,
+			"took", time.Since(rulesStart).Round(time.Millisecond).String())
 	}
 
 	// 5. Behavior detection.
