@@ -34,7 +34,7 @@ fixtures (from 'vigil record') and reports each case. See docs/writing-rules.md.
 		Short: "Build a rule module (Go, C, Rust, AssemblyScript or WAT, detected from the files)",
 		Long: `Compiles DIR (or a single source FILE) to a .wasm rule module: go.mod means Go
 (GOOS=wasip1, c-shared reactor), Cargo.toml or *.rs Rust (wasm32-unknown-unknown),
-*.c C (clang --target=wasm32), asconfig.json/package.json AssemblyScript, *.wat WAT.
+*.c C (clang --target=wasm32), package.json or *.ts AssemblyScript, *.wat WAT.
 Unless --no-check, the module is then loaded the way the guard loads it (its
 exports, metadata and rules are checked and printed); the first load compiles
 it to native code, cached under $CACHE/wazero. Progress goes to stderr.`,
