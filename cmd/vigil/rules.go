@@ -32,7 +32,7 @@ fixtures (from 'vigil record') and reports each case. See docs/writing-rules.md.
 	build := &cobra.Command{
 		Use:   "build DIR|FILE",
 		Short: "Build a rule module (Go, C, Rust, AssemblyScript or WAT, detected from the files)",
-		Long: `Compiles DIR (or a single source FILE) to a .wasm rule module: go.mod means Go
+		Long: `Compiles DIR (or a single source FILE) to a .wasm rule module: go.mod or *.go means Go
 (GOOS=wasip1, c-shared reactor), Cargo.toml or *.rs Rust (wasm32-unknown-unknown),
 *.c C (clang --target=wasm32), package.json or *.ts AssemblyScript, *.wat WAT.
 Unless --no-check, the module is then loaded the way the guard loads it (its
