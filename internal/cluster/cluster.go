@@ -59,6 +59,9 @@ type Options struct {
 	ControllerManager bool
 	// Images are extra images loaded into the node's containerd.
 	Images []Image
+	// ImageArchives are OCI image-layout tarballs (such as `make image`
+	// writes) imported into the node's containerd as they are.
+	ImageArchives []string
 	// Logf receives progress lines. Default: discard.
 	Logf func(format string, args ...any)
 	// ReadyTimeout bounds each readiness wait. Default 90 s, generous

@@ -53,8 +53,8 @@ func TestInstall(t *testing.T) {
 	st := time.Now()
 	c := cluster.StartT(t, cluster.Options{
 		Node: true, Scheduler: true, ControllerManager: true,
-		Images: []cluster.Image{img},
-		Logf:   t.Logf,
+		ImageArchives: []string{img},
+		Logf:          t.Logf,
 	})
 	t.Logf("timing: cluster %s (etcd %s, apiserver %s, node %s)",
 		time.Since(st).Round(time.Millisecond), c.Timings.Etcd, c.Timings.APIServer, c.Timings.Node)
@@ -477,31 +477,18 @@ func helmBin(t *testing.T, root string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// vigilImage builds a static vigil and packs the image layout deploy/README.md
-// asks for: the binary at /usr/local/bin/vigil, the standard pack under
-// /usr/share/vigil/rules and the admission pack under
-// /usr/share/vigil/admission (both from `make rules`).
-func vigilImage(t *testing.T, root string) cluster.Image {
+// vigilImage builds Vigil's image the way `make image` does
+// (scripts/image.sh: a static vigil, the standard and admission packs from
+// `make rules`, packed by cmd/vigil-image) and returns the tarball, which
+// the cluster imports as it is.
+func vigilImage(t *testing.T, root string) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "vigil")
-	build := exec.Command("go", "build", "-trimpath", "-o", bin, "./cmd/vigil")
-	build.Dir = root
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build vigil: %v\n%s", err, out)
+	out := filepath.Join(t.TempDir(), "vigil-image.tar")
+	cmd := exec.Command(filepath.Join(root, "scripts/image.sh"))
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "IMAGE_OUT="+out, "IMAGE_REF="+installRef)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("scripts/image.sh: %v\n%s", err, b)
 	}
-	img := cluster.NewStaticBinaryImage(installRef, bin, "/usr/local/bin/vigil")
-	std := filepath.Join(root, "wasm-rules/build/standard.wasm")
-	if _, err := os.Stat(std); err != nil {
-		t.Fatalf("%v: run make rules first", err)
-	}
-	img.Files = append(img.Files, cluster.ImageFile{Path: "/usr/share/vigil/rules/standard.wasm", Source: std, Mode: 0o644})
-	adm, err := filepath.Glob(filepath.Join(root, "wasm-rules/build/admission/*"))
-	if err != nil || len(adm) == 0 {
-		t.Fatalf("no admission pack in wasm-rules/build/admission (%v): run make rules first", err)
-	}
-	for _, f := range adm {
-		img.Files = append(img.Files, cluster.ImageFile{Path: "/usr/share/vigil/admission/" + filepath.Base(f), Source: f, Mode: 0o644})
-	}
-	return img
+	return out
 }
