@@ -15,7 +15,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -191,6 +193,20 @@ spec:
 	}
 	guard = waitComponent(ctx, t, c, "guard", guard)
 	t.Logf("timing: production guard %s Ready %s", guard, time.Since(st).Round(time.Millisecond))
+	// The restarted guard resolved the containers already running (the
+	// workload and its sandbox at least) before its sensors started.
+	logs, err := c.Kubectl(ctx, "logs", "-n", installNS, guard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	warm := warmRE.FindStringSubmatch(logs)
+	if warm == nil {
+		t.Fatalf("production guard logged no warm-up line:\n%s", lastLines(logs, 30))
+	}
+	t.Logf("production guard start-up: %s", warm[0])
+	if n, _ := strconv.Atoi(warm[2]); n < 2 || warm[4] != "0" {
+		t.Errorf("warm-up resolved %s of %s containers with %s pending; want the pod's two, none pending", warm[2], warm[1], warm[4])
+	}
 
 	// No warm-up exec here: the restarted guard resolves the containers
 	// already running before its sensors start (container.Resolver.Warm),
@@ -373,6 +389,10 @@ func webhookLog(ctx context.Context, c *cluster.Cluster, pod string) string {
 	out, _ := c.Kubectl(ctx, "logs", "-n", installNS, pod)
 	return lastLines(out, 30)
 }
+
+// warmRE matches the guard's start-up line about the containers it found
+// running (guard.New, slog text format).
+var warmRE = regexp.MustCompile(`msg="running containers resolved" containers=(\d+) with_metadata=(\d+) unknown=(\d+) pending=(\d+) took=(\S+)`)
 
 // guardAlert is the part of the guard's JSON alert line the test checks.
 type guardAlert struct {
