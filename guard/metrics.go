@@ -53,8 +53,7 @@ func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ..
 func (g *Guard) registerMetrics() {
 	all := []*prometheus.Desc{dSensorEvents, dSensorKindDrop, dSensorFiltered, dSensorCPUDrop, dSensorDecode, dPipelineDrop,
 		dRuleEvents, dRuleVerdicts, dRuleQuar, dRuleBusy, dAlerts, dSuppressed, dOutSent, dOutDrop, dOutFail,
-		dKillErr, dPolicyApplied, dPolicyErrors, dPolicyDropped, dProfiles, dBaseDrop, dProcs, dUnresolved, dMetaMissing,
-		dMetaPending, dWarmTimeouts}
+		dKillErr, dPolicyApplied, dPolicyErrors, dPolicyDropped, dProfiles, dBaseDrop, dProcs, dUnresolved, dMetaMissing}
 	_ = g.metrics.CollectFunc(all, func(ch chan<- prometheus.Metric) {
 		if st, err := g.sensor.Stats(); err == nil {
 			for k, ks := range st.Kinds {
@@ -115,6 +114,10 @@ func (g *Guard) registerMetrics() {
 		cs := g.containers.Stats()
 		counter(ch, dUnresolved, cs.Unresolved)
 		counter(ch, dMetaMissing, cs.MetaMissing)
+	})
+	// The container resolver's start-up and lookup counters.
+	_ = g.metrics.CollectFunc([]*prometheus.Desc{dMetaPending, dWarmTimeouts}, func(ch chan<- prometheus.Metric) {
+		cs := g.containers.Stats()
 		counter(ch, dMetaPending, cs.MetaPending)
 		counter(ch, dWarmTimeouts, cs.WarmTimeouts)
 	})
