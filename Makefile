@@ -8,7 +8,7 @@ SUDO       := $(if $(filter 0,$(shell id -u)),,sudo)
 GOTESTFLAGS ?=
 export CACHE
 
-.PHONY: all build run test unit generate check-generate rules vmtest e2e bench deps clean manifests helm
+.PHONY: all build run test unit generate check-generate rules vmtest e2e bench deps clean manifests helm image
 
 all: build
 
@@ -46,6 +46,13 @@ helm:
 # Regenerates the kustomize base from the Helm chart.
 manifests: helm
 	@scripts/manifests.sh
+
+# Vigil's container image as an OCI image-layout tarball, built without a
+# container engine: bin/vigil-image.tar (vigil.local/vigil:dev; IMAGE_REF
+# and IMAGE_OUT override). Load with `ctr -n k8s.io images import` or
+# `docker load -i` (Docker 25+).
+image: rules
+	@scripts/image.sh >/dev/null
 
 rules:
 	@scripts/deps.sh wasm

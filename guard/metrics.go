@@ -39,6 +39,8 @@ var (
 	dLockPushes     = desc("vigil_exec_lock_applied_total", "Profile exec allow-lists put in force in the kernel for a container.")
 	dLockErrors     = desc("vigil_exec_lock_errors_total", "Profile locks that failed (see the log).")
 	dMetaMissing    = desc("vigil_container_metadata_missing_total", "Container events emitted without runtime metadata.")
+	dMetaPending    = desc("vigil_container_metadata_pending_total", "Container events emitted before their runtime lookup completed.")
+	dWarmTimeouts   = desc("vigil_container_warm_timeouts_total", "Running containers not resolved within the start-up wait.")
 )
 
 func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v uint64, labels ...string) {
@@ -117,6 +119,12 @@ func (g *Guard) registerMetrics() {
 		cs := g.containers.Stats()
 		counter(ch, dUnresolved, cs.Unresolved)
 		counter(ch, dMetaMissing, cs.MetaMissing)
+	})
+	// The container resolver's start-up and lookup counters.
+	_ = g.metrics.CollectFunc([]*prometheus.Desc{dMetaPending, dWarmTimeouts}, func(ch chan<- prometheus.Metric) {
+		cs := g.containers.Stats()
+		counter(ch, dMetaPending, cs.MetaPending)
+		counter(ch, dWarmTimeouts, cs.WarmTimeouts)
 	})
 	g.metrics.Registry.MustRegister(g.batchLatency)
 }

@@ -19,6 +19,8 @@ import (
 type baselineConfig struct {
 	DB   string
 	JSON bool
+	// Progress receives status lines for long reads (nil: none).
+	Progress io.Writer
 }
 
 func newBaselineCmd() *cobra.Command {
@@ -28,6 +30,9 @@ func newBaselineCmd() *cobra.Command {
 		Short: "List, inspect and accept learned behavior profiles",
 		Long: "Works on the guard's persisted profile store. The guard holds the store\n" +
 			"open while it runs; these commands wait briefly and then refuse.",
+		Example: `  vigil baseline list
+  vigil baseline show shop/Deployment/cart:app@7d4b9c
+  vigil baseline accept shop/Deployment/cart:app@7d4b9c exec:/usr/bin/curl`,
 	}
 	cmd.PersistentFlags().StringVar(&cfg.DB, "db", "/var/lib/vigil/baseline.db", "profile store (bbolt file)")
 	cmd.PersistentFlags().BoolVar(&cfg.JSON, "json", false, "print JSON")
@@ -35,15 +40,22 @@ func newBaselineCmd() *cobra.Command {
 		&cobra.Command{
 			Use:   "list",
 			Short: "List profiles: key, state, behaviors, events",
-			Args:  cobra.NoArgs,
+			Long: "Lists every behavior profile: its key (namespace/Kind/name:container@revision),\n" +
+				"state (learning, stable, ...), number of learned behaviors and events seen.",
+			Example: "  vigil baseline list\n  vigil baseline list --json --db /var/lib/vigil/baseline.db",
+			Args:    cobra.NoArgs,
 			RunE: func(c *cobra.Command, _ []string) error {
+				cfg.Progress = c.ErrOrStderr()
 				return runBaselineList(c.Context(), cfg, c.OutOrStdout())
 			},
 		},
 		&cobra.Command{
 			Use:   "show KEY",
 			Short: "Show one profile's behaviors (KEY is namespace/Kind/name:container@revision)",
-			Args:  cobra.ExactArgs(1),
+			Long: "Prints one profile: its state (and the profile it inherited from, if any),\n" +
+				"its event counts, and every behavior it holds, one per line.",
+			Example: "  vigil baseline show shop/Deployment/cart:app@7d4b9c\n  vigil baseline show --json shop/Deployment/cart:app@7d4b9c",
+			Args:    cobra.ExactArgs(1),
 			RunE: func(c *cobra.Command, args []string) error {
 				return runBaselineShow(c.Context(), cfg, args[0], c.OutOrStdout())
 			},
@@ -51,7 +63,10 @@ func newBaselineCmd() *cobra.Command {
 		&cobra.Command{
 			Use:   "accept KEY BEHAVIOR...",
 			Short: "Fold reviewed behaviors (e.g. exec:/usr/bin/curl) into a profile",
-			Args:  cobra.MinimumNArgs(2),
+			Long: "Marks behaviors an operator reviewed as normal for the profile, so they no\n" +
+				"longer raise deviation alerts. BEHAVIOR is kind:value, as 'show' prints it.",
+			Example: "  vigil baseline accept shop/Deployment/cart:app@7d4b9c exec:/usr/bin/curl open:/etc/passwd",
+			Args:    cobra.MinimumNArgs(2),
 			RunE: func(c *cobra.Command, args []string) error {
 				return runBaselineAccept(c.Context(), cfg, args[0], args[1:], c.OutOrStdout())
 			},
@@ -100,9 +115,16 @@ func runBaselineList(_ context.Context, cfg baselineConfig, out io.Writer) error
 		return err
 	}
 	defer s.Close()
+	if cfg.Progress != nil {
+		fmt.Fprintf(cfg.Progress, "==> reading profiles from %s\n", cfg.DB)
+	}
+	start := time.Now()
 	ps, err := s.List()
 	if err != nil && len(ps) == 0 {
 		return err
+	}
+	if cfg.Progress != nil {
+		fmt.Fprintf(cfg.Progress, "==> %d profiles read in %s\n", len(ps), time.Since(start).Round(time.Millisecond))
 	}
 	sums := make([]baseline.Summary, 0, len(ps))
 	for _, p := range ps {

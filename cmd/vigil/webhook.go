@@ -51,6 +51,8 @@ pod-template owners, applies the admission rules (Wasm modules; by default the b
 Standards pack, baseline and restricted) per namespace mode,
 records each admitted revision's expected behavior and opens release windows.
 Guards read them from /v1/profiles and /v1/windows. See webhook/README.md.`,
+		Example: `  vigil webhook --self-signed --store /tmp/vigil-webhook.db
+  vigil webhook --tls-cert tls.crt --tls-key tls.key --namespace-mode prod=enforce:restricted`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := f.config()
 			if err != nil {
