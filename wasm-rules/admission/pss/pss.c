@@ -20,6 +20,8 @@
  *                     <check id>: <reason> (<detail>)
  *                     at most 1024 bytes; lines that do not fit become a final
  *                     "truncated: N more violations" line
+ *                     (bytes that are not UTF-8 become U+FFFD, as they
+ *                     would when the webhook encodes the native text)
  *   unreadable     -> block verdict "decode: decode admission event: <why>"
  *
  * # Notes
@@ -1110,6 +1112,28 @@ static S message(const strs *lines) {
 	return sb_done(&b);
 }
 
+/* utf8_safe returns s with each byte that is not part of valid UTF-8
+ * replaced by U+FFFD, as encoding/json does when the webhook marshals the
+ * native checks' text; the host requires UTF-8 messages. Only unquoted
+ * values (sysctl names, host ports) can carry such bytes. */
+static S utf8_safe(S s) {
+	u32 i = 0, w;
+	while (i < s.n && decode_rune((const u8 *)s.p + i, s.n - i, &w) >= 0)
+		i += w;
+	if (i == s.n)
+		return s;
+	sb b = {0};
+	sb_put(&b, s.p, i);
+	while (i < s.n) {
+		if (decode_rune((const u8 *)s.p + i, s.n - i, &w) < 0)
+			sb_lit(&b, "\xef\xbf\xbd");
+		else
+			sb_put(&b, s.p + i, w);
+		i += w;
+	}
+	return sb_done(&b);
+}
+
 static void answer(vigil_u16 rule, const strs *lines) {
 	if (!lines->n) {
 		vigil_observe(rule, "pass", VIGIL_NO_FIELDS);
@@ -1143,10 +1167,11 @@ void vigil_rules(const vigil_event *e) {
 		sb_lit(&line, ": ");
 		if (!checks[i].fn(&p, &line))
 			continue;
+		S l = utf8_safe(sb_done(&line));
 		if (checks[i].level == BASELINE)
-			strs_add(&base, sb_done(&line));
+			strs_add(&base, l);
 		if (!checks[i].replaced)
-			strs_add(&restr, sb_done(&line));
+			strs_add(&restr, l);
 	}
 	answer(R_BASELINE, &base);
 	answer(R_RESTRICTED, &restr);
