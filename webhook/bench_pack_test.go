@@ -1,11 +1,17 @@
 package webhook
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/vigilsec/vigil/guard/event"
+	"github.com/vigilsec/vigil/guard/rules"
 	"github.com/vigilsec/vigil/webhook/object"
+	"github.com/vigilsec/vigil/webhook/pss"
 )
 
 // native swaps the Wasm pack for the in-process Go checks: the baseline the
@@ -65,16 +71,45 @@ func BenchmarkAdmissionPSS(b *testing.B) {
 
 // BenchmarkWasmEvaluate is the pack alone: one wire event through the
 // engine, against pss.Check on the same pod at both levels.
+//
+// "unchecked" runs the same module without wazero's termination checks
+// (rules.Config.Unchecked): the cost of being able to stop a runaway guest.
 func BenchmarkWasmEvaluate(b *testing.B) {
-	w := sharedPack(b)
 	wire := benchWire(b)
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := w.EvaluateAdmission(wire); err != nil {
+	run := func(b *testing.B, w *WasmRules) {
+		b.ReportAllocs()
+		cpu0 := cpuTime()
+		for b.Loop() {
+			if _, err := w.EvaluateAdmission(wire); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/1e3/float64(b.N), "cpu-µs/op")
+		b.ReportMetric(float64(len(wire)), "event-bytes")
+	}
+	b.Run("checked", func(b *testing.B) { run(b, sharedPack(b)) })
+	b.Run("unchecked", func(b *testing.B) {
+		pss, err := os.ReadFile(filepath.Join(rulesBuild(b), "admission", "pss.wasm"))
+		if err != nil {
 			b.Fatal(err)
 		}
-	}
-	b.ReportMetric(float64(len(wire)), "event-bytes")
+		sum := sha256.Sum256(pss)
+		run(b, packWith(b, rules.Config{Unchecked: []string{hex.EncodeToString(sum[:])}}))
+	})
+	b.Run("native", func(b *testing.B) {
+		_, recs, _, err := event.Decode(wire)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportAllocs()
+		for b.Loop() {
+			a, err := event.DecodeAdmission(recs)
+			if err != nil {
+				b.Fatal(err)
+			}
+			pss.CheckLevels(&a.Pod)
+		}
+	})
 }
 
 func benchWire(b *testing.B) []byte {

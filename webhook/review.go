@@ -247,7 +247,7 @@ func (s *Server) review(req *admissionv1.AdmissionRequest, now time.Time) (outco
 	if op != string(admissionv1.Create) && op != string(admissionv1.Update) {
 		return o, nil
 	}
-	res, err := s.store.Record(store.Rollout{
+	rollout := store.Rollout{
 		Workload:     profile.WorkloadKey{Namespace: ns, Workload: tmpl.Workload},
 		Revision:     tmpl.Revision,
 		User:         req.UserInfo.Username,
@@ -257,9 +257,21 @@ func (s *Server) review(req *admissionv1.AdmissionRequest, now time.Time) (outco
 		Create:       op == string(admissionv1.Create),
 		FollowLatest: kind == "Pod" && tmpl.Controlled && !tmpl.RevisionFromController,
 		Derive: func() (map[string]string, []profile.Expected) {
+			// Complete ran below unless the store's state changed in
+			// between; then a decode error leaves the rules' fields only.
+			_ = tmpl.Complete()
 			return tmpl.Aspects(), tmpl.Expected(ns, now)
 		},
-	})
+	}
+	// A pod decoded for the rules only (object.Template.Partial) is
+	// decoded in full when its revision is new: its profiles read every
+	// field. A known revision, the common case, never pays for it.
+	if tmpl.Partial() && !s.store.Unchanged(rollout) {
+		if err := tmpl.Complete(); err != nil {
+			return o, fmt.Errorf("%w: object: %w", ErrBadReview, err)
+		}
+	}
+	res, err := s.store.Record(rollout)
 	// A failure to record does not change the decision: admission must not
 	// depend on the store's disk. It is counted and logged.
 	o.storeErr = err
