@@ -291,7 +291,15 @@ func (s *Server) decodeObject(kind string, raw []byte) (t *object.Template, err 
 // evalRules runs the configured admission rules on the wire encoding of a
 // and returns the violations that apply at the namespace's level.
 func (s *Server) evalRules(a *event.Admission, mode Mode, o *outcome, dryRun bool) []pss.Violation {
-	wire, err := event.AppendAdmission(nil, a)
+	buf, _ := s.wireBufs.Get().(*[]byte)
+	if buf == nil {
+		buf = new([]byte)
+	}
+	defer s.wireBufs.Put(buf)
+	wire, err := event.AppendAdmission((*buf)[:0], a)
+	if cap(wire) <= 4*s.cfg.MaxRuleEventBytes {
+		*buf = wire // keep the grown buffer, unless an outsized object grew it
+	}
 	if err == nil && len(wire) > s.cfg.MaxRuleEventBytes {
 		s.metrics.ruleOversized.Inc()
 		o.tooLarge = fmt.Errorf("%w: its admission event is %d bytes, admission rules take at most %d", ErrTooLargeForRules, len(wire), s.cfg.MaxRuleEventBytes)
@@ -388,8 +396,18 @@ func (s *Server) reviewNamespace(req *admissionv1.AdmissionRequest, dryRun bool,
 	return o, nil
 }
 
-func (o *outcome) marshal() ([]byte, error) {
-	return json.Marshal(reviewResponse{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview", Response: o.resp})
+func (o *outcome) marshal(std bool) ([]byte, error) {
+	if std {
+		return json.Marshal(reviewResponse{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview", Response: o.resp})
+	}
+	n := 160 + len(o.resp.UID)
+	if o.resp.Status != nil {
+		n += len(o.resp.Status.Message) + 64
+	}
+	for _, w := range o.resp.Warnings {
+		n += len(w) + 8
+	}
+	return appendResponse(make([]byte, 0, n), &o.resp), nil
 }
 
 // errorBody renders a 4xx reason as JSON.
