@@ -30,7 +30,7 @@ func BenchmarkAdmissionPSS(b *testing.B) {
 	paths := []struct {
 		name   string
 		mutate func(*Config)
-	}{{"native", native}, {"wasm", nil}}
+	}{{"native", native}, {"wasm", nil}, {"wasm-unchecked", func(c *Config) { c.Rules = uncheckedPack(b) }}}
 	for _, p := range paths {
 		b.Run("review/"+p.name, func(b *testing.B) {
 			ts := startServer(b, p.mutate)
@@ -88,14 +88,7 @@ func BenchmarkWasmEvaluate(b *testing.B) {
 		b.ReportMetric(float64(len(wire)), "event-bytes")
 	}
 	b.Run("checked", func(b *testing.B) { run(b, sharedPack(b)) })
-	b.Run("unchecked", func(b *testing.B) {
-		pss, err := os.ReadFile(filepath.Join(rulesBuild(b), "admission", "pss.wasm"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		sum := sha256.Sum256(pss)
-		run(b, packWith(b, rules.Config{Unchecked: []string{hex.EncodeToString(sum[:])}}))
-	})
+	b.Run("unchecked", func(b *testing.B) { run(b, uncheckedPack(b)) })
 	b.Run("native", func(b *testing.B) {
 		_, recs, _, err := event.Decode(wire)
 		if err != nil {
@@ -128,4 +121,15 @@ func benchWire(b *testing.B) []byte {
 		b.Fatal(err)
 	}
 	return wire
+}
+
+// uncheckedPack is the built-in pack run without termination checks
+// (`vigil webhook --admission-rules-unchecked sha256:<digest>`).
+func uncheckedPack(b *testing.B) *WasmRules {
+	pss, err := os.ReadFile(filepath.Join(rulesBuild(b), "admission", "pss.wasm"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	sum := sha256.Sum256(pss)
+	return packWith(b, rules.Config{Unchecked: []string{hex.EncodeToString(sum[:])}})
 }
