@@ -133,3 +133,35 @@ func uncheckedPack(b *testing.B) *WasmRules {
 	sum := sha256.Sum256(pss)
 	return packWith(b, rules.Config{Unchecked: []string{hex.EncodeToString(sum[:])}})
 }
+
+// BenchmarkWasmEvaluateLarge is the pack on large pods (n privileged
+// containers with host ports, the worst case for the messages): guest time
+// per KiB of event, which sets the webhook's MaxRuleEventBytes bound.
+func BenchmarkWasmEvaluateLarge(b *testing.B) {
+	w := sharedPack(b)
+	for _, n := range []int{100, 900} {
+		b.Run(fmt.Sprintf("containers=%d", n), func(b *testing.B) {
+			var a event.Admission
+			a.Kind, a.Namespace = "Pod", "prod"
+			for i := range n {
+				a.Pod.Containers = append(a.Pod.Containers, event.AdmissionContainer{
+					Kind: event.ContainerRegular, Name: fmt.Sprintf("c%04d", i), Image: "busybox",
+					Privileged: ptr(true), HostPorts: []string{fmt.Sprintf("%d/TCP", 1000+i)},
+				})
+			}
+			wire, err := event.AppendAdmission(nil, &a)
+			if err != nil {
+				b.Fatal(err)
+			}
+			cpu0 := cpuTime()
+			for b.Loop() {
+				if _, err := w.EvaluateAdmission(wire); err != nil {
+					b.Fatal(err)
+				}
+			}
+			perOp := float64((cpuTime() - cpu0).Nanoseconds()) / 1e3 / float64(b.N)
+			b.ReportMetric(perOp, "cpu-µs/op")
+			b.ReportMetric(perOp/(float64(len(wire))/1024), "cpu-µs/KiB")
+		})
+	}
+}
