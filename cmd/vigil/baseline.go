@@ -78,7 +78,8 @@ func newBaselineCmd() *cobra.Command {
 				"start and puts its exec allow-list in force for every running container\n" +
 				"of that revision (deny in enforce mode, \"would have denied\" in audit\n" +
 				"mode; rule \"Profile lock\"), with or without baseline.lock.",
-			Args: cobra.ExactArgs(1),
+			Example: "  vigil baseline list\n  vigil baseline lock shop/Deployment/cart:app@7d4b9c",
+			Args:    cobra.ExactArgs(1),
 			RunE: func(c *cobra.Command, args []string) error {
 				return runBaselineSetLock(c.Context(), cfg, args[0], true, c.OutOrStdout())
 			},
@@ -89,7 +90,8 @@ func newBaselineCmd() *cobra.Command {
 			Long: "Marks a locked profile ready again. The guard lifts the lock at start.\n" +
 				"With baseline.lock on, the guard locks every ready profile again; keep\n" +
 				"one unlocked with the mode override `modes.rules: {\"NS/NAME:Profile lock\": off}`.",
-			Args: cobra.ExactArgs(1),
+			Example: "  vigil baseline unlock shop/Deployment/cart:app@7d4b9c",
+			Args:    cobra.ExactArgs(1),
 			RunE: func(c *cobra.Command, args []string) error {
 				return runBaselineSetLock(c.Context(), cfg, args[0], false, c.OutOrStdout())
 			},

@@ -85,7 +85,7 @@ Guards read them from /v1/profiles and /v1/windows. See webhook/README.md.`,
 		"default: the built-in pack (wasm-rules/build/admission beside the binary or in the working directory, or "+systemPackDir+"); "+
 		"\"native\" runs the in-process Go checks instead")
 	fl.StringVar(&f.rulesCache, "admission-rules-cache", "/var/cache/vigil/wazero", "compiled-code cache of the admission rules (\"\" keeps it in memory)")
-	fl.DurationVar(&f.ruleTimeout, "admission-rule-timeout", time.Second, "time limit of one admission module on one request (well inside the API server's 10s webhook timeout); a module that runs past it is quarantined")
+	fl.DurationVar(&f.ruleTimeout, "admission-rule-timeout", time.Second, "CPU-time limit of one admission module on one request; a module that uses it up is quarantined (a request starved of CPU for 3x this in wall time is retried once, then fails per --admission-rule-failure)")
 	fl.IntVar(&f.maxRuleEvent, "admission-max-event-bytes", 32<<10, "largest admission event handed to the rules; larger objects are denied in enforce namespaces, warned in audit ones")
 	fl.StringSliceVar(&f.rulesUnchecked, "admission-rules-unchecked", nil, "sha256:<hex> digests of vetted admission modules to run without wazero's termination checks "+
 		"(about 30 CPU-µs less per review for the built-in C pack; such a module is no longer stopped by --admission-rule-timeout); repeatable")
@@ -151,7 +151,9 @@ func (f *webhookFlags) config() (runWebhookCfg, error) {
 	if err != nil {
 		return c, fmt.Errorf("--admission-rule-failure: %w", err)
 	}
-	c.rules = rules.Config{Dir: f.admissionRules, CacheDir: f.rulesCache, Timeout: f.ruleTimeout}
+	// The wall cap keeps a starved review (retried once) inside the API
+	// server's 10 s webhook timeout.
+	c.rules = rules.Config{Dir: f.admissionRules, CacheDir: f.rulesCache, Timeout: f.ruleTimeout, WallTimeout: 3 * f.ruleTimeout}
 	for _, d := range f.rulesUnchecked {
 		h, ok := strings.CutPrefix(d, "sha256:")
 		if !ok || len(h) != 64 || strings.Trim(h, "0123456789abcdef") != "" {

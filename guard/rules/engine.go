@@ -45,8 +45,15 @@ type Config struct {
 	Dir string
 	// CacheDir keeps compiled machine code across restarts [in memory only].
 	CacheDir string
-	// Timeout bounds one batch in one module [100ms].
+	// Timeout bounds one batch in one module, in CPU time of the thread
+	// running it [100ms]: a starved node does not make a healthy guest
+	// look stuck.
 	Timeout time.Duration
+	// WallTimeout bounds one batch in wall time however little CPU it got;
+	// hitting it counts the batch as starved (the batch is retried once),
+	// and SlowStrikes such batches in a row quarantine the module
+	// [20 × Timeout].
+	WallTimeout time.Duration
 	// InitTimeout bounds instantiation, including _initialize [5s].
 	InitTimeout time.Duration
 	// MemoryLimit is the per-module linear memory cap in bytes; a module
@@ -59,9 +66,7 @@ type Config struct {
 	// SlowBatch and SlowStrikes: a module using over SlowBatch of CPU time
 	// on SlowStrikes consecutive batches is quarantined [Timeout/2, 3].
 	// CPU time, not wall time, so a loaded node does not quarantine
-	// healthy rules; likewise a batch that hits the (wall-clock) Timeout
-	// having used under Timeout/2 of CPU is counted as starved rather
-	// than blamed on the guest (see ModuleStats.StarvedBatches).
+	// healthy rules (see also WallTimeout and ModuleStats.StarvedBatches).
 	SlowBatch   time.Duration
 	SlowStrikes int
 	// Pins maps a module file name to its sha256 (hex). When non-nil,
@@ -83,6 +88,9 @@ type Config struct {
 func (c *Config) setDefaults() {
 	if c.Timeout <= 0 {
 		c.Timeout = 100 * time.Millisecond
+	}
+	if c.WallTimeout <= 0 {
+		c.WallTimeout = 20 * c.Timeout
 	}
 	if c.InitTimeout <= 0 {
 		c.InitTimeout = 5 * time.Second
@@ -372,8 +380,8 @@ type ModuleStats struct {
 	Events, Batches, Verdicts, Observations uint64
 	// DroppedVerdicts counts repeated verdicts of one rule for one event.
 	DroppedVerdicts uint64
-	// StarvedBatches counts calls that hit the wall-clock deadline while
-	// the guest had used under half of it in CPU time: the node was
+	// StarvedBatches counts calls that hit the wall-clock cap
+	// (WallTimeout) before the guest had used its CPU budget: the node was
 	// starved. Such a batch is run once more on a fresh instance; if that
 	// starves too, the batch's verdicts from this module are lost. Only
 	// SlowStrikes starved calls in a row quarantine the module.

@@ -338,6 +338,36 @@ func unpack(v uint64) (ptr, n uint32) { return uint32(v), uint32(v >> 32) }
 // classify turns a failed guest call into a quarantine reason. It returns nil
 // when the caller's own context ended: that is shutdown, not the guest's
 // fault.
+// callErr explains a failed guest call made under cctx (a cpuWatch):
+// the CPU budget spent is the guest's fault; the wall cap passed with the
+// budget unspent is the node's (errStarved: the caller retries once), until
+// it happens SlowStrikes times in a row, which a guest stuck on a starved
+// node would do.
+func (m *module) callErr(parent, cctx context.Context, err error, took time.Duration) error {
+	if parent.Err() != nil {
+		return nil
+	}
+	// Only a call the watch stopped is judged by why it stopped it; a guest
+	// that trapped on its own keeps its own reason even if the watch fired
+	// meanwhile (unbounded recursion runs without loop checks until the
+	// stack overflows).
+	var ee *sys.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != sys.ExitCodeContextCanceled {
+		return m.classify(parent, err)
+	}
+	switch context.Cause(cctx) {
+	case errCPUDeadline:
+		return fmt.Errorf("%w (%v of CPU time)", ErrDeadline, m.cfg.Timeout)
+	case errWallCap:
+		m.starved.Add(1)
+		if m.starveStrikes.Add(1) < int32(m.cfg.SlowStrikes) {
+			return errStarved
+		}
+		return fmt.Errorf("%w: %d consecutive batches past the %v wall-clock cap (using %v of CPU each)", ErrDeadline, m.cfg.SlowStrikes, m.cfg.WallTimeout, took)
+	}
+	return m.classify(parent, err)
+}
+
 func (m *module) classify(parent context.Context, err error) error {
 	if parent.Err() != nil {
 		return nil
@@ -439,13 +469,21 @@ func (m *module) evaluate(ctx context.Context, in []byte, n int, base int, idx [
 }
 
 func (m *module) call(ctx context.Context, inst *instance, in []byte, n int, base int, idx []int32, dst []Verdict) ([]Verdict, error) {
-	cctx, cancel := context.WithTimeout(ctx, m.cfg.Timeout)
-	defer cancel()
+	// The call is bounded and timed in thread CPU time, not wall time: on
+	// a loaded node a healthy guest can wait long for a CPU, and that is
+	// not its fault (cpuWatch). Locking the goroutine to its thread makes
+	// the thread clock the call's.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	watch := newCPUWatch(cancel, m.cfg.Timeout, m.cfg.WallTimeout)
+	defer watch.stop()
 	if uint64(len(in)) > uint64(inst.inCap) {
 		size := max(uint32(len(in)), minInput)
 		inst.stack[0] = uint64(size)
 		if err := inst.input.CallWithStack(cctx, inst.stack[:]); err != nil {
-			return dst, m.classify(ctx, err)
+			return dst, m.callErr(ctx, cctx, err, 0)
 		}
 		ptr := uint32(inst.stack[0])
 		if ptr == 0 || uint64(ptr)+uint64(size) > uint64(inst.mem.Size()) {
@@ -457,32 +495,14 @@ func (m *module) call(ctx context.Context, inst *instance, in []byte, n int, bas
 		return dst, fmt.Errorf("%w: input buffer %#x+%d", ErrBadPointer, inst.inPtr, len(in))
 	}
 	inst.stack[0], inst.stack[1], inst.stack[2] = uint64(inst.inPtr), uint64(len(in)), uint64(n)
-	// The call is timed in thread CPU time, not wall time: on a loaded node
-	// a healthy guest can wait long for a CPU, and that is not its fault.
-	// Locking the goroutine to its thread makes the thread clock the call's.
-	runtime.LockOSThread()
 	cpu0 := threadCPU()
 	err := inst.eval.CallWithStack(cctx, inst.stack[:])
 	took := threadCPU() - cpu0
-	runtime.UnlockOSThread()
 	m.busyNs.Add(uint64(took))
 	m.batches.Add(1)
 	m.events.Add(uint64(n))
 	if err != nil {
-		reason := m.classify(ctx, err)
-		if errors.Is(reason, ErrDeadline) && took < m.cfg.Timeout/2 {
-			// The wall-clock deadline passed while the guest had used
-			// under half of it in CPU: the node is starved, and the guest
-			// may not be stuck. Give it another chance (the caller retries
-			// once) unless it keeps happening: a stuck guest on a starved
-			// node is quarantined after SlowStrikes such calls.
-			m.starved.Add(1)
-			if m.starveStrikes.Add(1) < int32(m.cfg.SlowStrikes) {
-				return dst, errStarved
-			}
-			return dst, fmt.Errorf("%w: %d consecutive batches (using %v of CPU each)", ErrDeadline, m.cfg.SlowStrikes, took)
-		}
-		return dst, reason
+		return dst, m.callErr(ctx, cctx, err, took)
 	}
 	m.starveStrikes.Store(0)
 	if inst.memHit.Load() {
