@@ -247,6 +247,7 @@ func (s *Server) review(req *admissionv1.AdmissionRequest, now time.Time) (outco
 	if op != string(admissionv1.Create) && op != string(admissionv1.Update) {
 		return o, nil
 	}
+	var derived []profile.Expected
 	res, err := s.store.Record(store.Rollout{
 		Workload:     profile.WorkloadKey{Namespace: ns, Workload: tmpl.Workload},
 		Revision:     tmpl.Revision,
@@ -257,13 +258,21 @@ func (s *Server) review(req *admissionv1.AdmissionRequest, now time.Time) (outco
 		Create:       op == string(admissionv1.Create),
 		FollowLatest: kind == "Pod" && tmpl.Controlled && !tmpl.RevisionFromController,
 		Derive: func() (map[string]string, []profile.Expected) {
-			return tmpl.Aspects(), tmpl.Expected(ns, now)
+			derived = tmpl.Expected(ns, now)
+			return tmpl.Aspects(), derived
 		},
 	})
 	// A failure to record does not change the decision: admission must not
 	// depend on the store's disk. It is counted and logged.
 	o.storeErr = err
 	o.window, o.recorded = res.Window, res.Recorded
+	if err == nil && s.cfg.Profiles != nil && (res.Recorded || res.Window != nil) {
+		if !res.Recorded {
+			derived = nil // a known revision: only its window is new
+		}
+		// Never blocks; a full queue is counted by the sink.
+		s.cfg.Profiles.Enqueue(profile.WorkloadKey{Namespace: ns, Workload: tmpl.Workload}, tmpl.Revision, derived, res.Window)
+	}
 	return o, nil
 }
 

@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/dynamic"
 
 	"github.com/vigilsec/vigil/guard/rules"
 	"github.com/vigilsec/vigil/webhook"
+	"github.com/vigilsec/vigil/webhook/crd"
 )
 
 type webhookFlags struct {
@@ -38,6 +40,9 @@ type webhookFlags struct {
 	ruleTimeout        time.Duration
 	ruleFailure        string
 	maxRuleEvent       int
+	profilesBackend    string
+	kubeconfig         string
+	crdQueue           int
 }
 
 func newWebhookCmd() *cobra.Command { return newWebhookCmdWith(&webhookFlags{}) }
@@ -85,6 +90,11 @@ Guards read them from /v1/profiles and /v1/windows. See webhook/README.md.`,
 	fl.DurationVar(&f.ruleTimeout, "admission-rule-timeout", time.Second, "time limit of one admission module on one request (well inside the API server's 10s webhook timeout); a module that runs past it is quarantined")
 	fl.IntVar(&f.maxRuleEvent, "admission-max-event-bytes", 32<<10, "largest admission event handed to the rules; larger objects are denied in enforce namespaces, warned in audit ones")
 	fl.StringVar(&f.ruleFailure, "admission-rule-failure", "open", "when an admission rule fails (trap, loop, quarantine): open allows with an audit record, closed denies in enforce namespaces")
+	fl.StringVar(&f.profilesBackend, "profiles-backend", "auto", "where recorded profiles go besides the bbolt store and the local API: "+
+		"crd also writes WorkloadProfile objects (asynchronously; admission never waits for the API server), bbolt writes nothing else; "+
+		"auto is crd when running in a pod or given --kubeconfig, else bbolt")
+	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig of the cluster the crd backend writes to (default: the pod's service account)")
+	fl.IntVar(&f.crdQueue, "crd-queue", 1024, "revisions the crd backend holds while the API server is slow or down; more are dropped (counted) and re-queued from the store at the next start")
 	return cmd
 }
 
@@ -96,6 +106,10 @@ type runWebhookCfg struct {
 	hosts      []string
 	auditPath  string
 	rules      rules.Config // Dir "native": no engine
+	// crd is set when profiles also go to WorkloadProfile objects.
+	crd        bool
+	kubeconfig string
+	crdQueue   int
 }
 
 // systemPackDir is where packages install the built-in admission pack.
@@ -162,6 +176,16 @@ func (f *webhookFlags) config() (runWebhookCfg, error) {
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 	}
 	c.selfSigned, c.dir, c.hosts, c.auditPath = f.selfSigned, f.selfSignedDir, f.selfSignedHosts, f.auditLog
+	switch f.profilesBackend {
+	case "crd":
+		c.crd = true
+	case "bbolt":
+	case "auto":
+		c.crd = f.kubeconfig != "" || crd.InCluster()
+	default:
+		return c, fmt.Errorf("--profiles-backend %q: want auto, crd or bbolt", f.profilesBackend)
+	}
+	c.kubeconfig, c.crdQueue = f.kubeconfig, f.crdQueue
 	return c, nil
 }
 
@@ -217,6 +241,25 @@ func runWebhook(ctx context.Context, c runWebhookCfg) error {
 		c.server.Rules = w
 	} else {
 		c.server.Logger.Warn("admission rules: native in-process Pod Security Standards checks; no Wasm rules run")
+	}
+	if c.crd {
+		rc, err := crd.RESTConfig(c.kubeconfig)
+		if err != nil {
+			return fmt.Errorf("profiles backend crd: %w", err)
+		}
+		rc.UserAgent = "vigil-webhook"
+		dc, err := dynamic.NewForConfig(rc)
+		if err != nil {
+			return fmt.Errorf("profiles backend crd: %w", err)
+		}
+		w := crd.NewWriter(crd.NewDynamicApplier(dc), crd.WriterConfig{QueueSize: c.crdQueue, Logger: c.server.Logger})
+		// Deferred before Run's own close: the server stops enqueueing
+		// first, then the writer stops.
+		defer w.Close()
+		c.server.Profiles = w
+		c.server.Logger.Info("profiles backend: crd (WorkloadProfile objects) and bbolt", "api", rc.Host)
+	} else {
+		c.server.Logger.Info("profiles backend: bbolt and the local API only")
 	}
 	return webhook.Run(ctx, c.server)
 }
