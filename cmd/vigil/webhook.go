@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
 
 	"github.com/vigilsec/vigil/guard/rules"
 	"github.com/vigilsec/vigil/webhook"
@@ -108,6 +109,7 @@ type runWebhookCfg struct {
 	rules      rules.Config // Dir "native": no engine
 	// crd is set when profiles also go to WorkloadProfile objects.
 	crd        bool
+	crdAuto    bool // chosen by auto: a pod without a token falls back to bbolt
 	kubeconfig string
 	crdQueue   int
 }
@@ -182,6 +184,7 @@ func (f *webhookFlags) config() (runWebhookCfg, error) {
 	case "bbolt":
 	case "auto":
 		c.crd = f.kubeconfig != "" || crd.InCluster()
+		c.crdAuto = true
 	default:
 		return c, fmt.Errorf("--profiles-backend %q: want auto, crd or bbolt", f.profilesBackend)
 	}
@@ -242,11 +245,19 @@ func runWebhook(ctx context.Context, c runWebhookCfg) error {
 	} else {
 		c.server.Logger.Warn("admission rules: native in-process Pod Security Standards checks; no Wasm rules run")
 	}
+	var rc *rest.Config
 	if c.crd {
-		rc, err := crd.RESTConfig(c.kubeconfig)
-		if err != nil {
+		var err error
+		rc, err = crd.RESTConfig(c.kubeconfig)
+		switch {
+		case err != nil && c.crdAuto:
+			c.server.Logger.Warn("profiles backend auto: no usable service account, using bbolt only", "err", err)
+			rc = nil
+		case err != nil:
 			return fmt.Errorf("profiles backend crd: %w", err)
 		}
+	}
+	if rc != nil {
 		rc.UserAgent = "vigil-webhook"
 		dc, err := dynamic.NewForConfig(rc)
 		if err != nil {
