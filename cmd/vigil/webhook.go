@@ -44,6 +44,7 @@ type webhookFlags struct {
 	profilesBackend    string
 	kubeconfig         string
 	crdQueue           int
+	crdTimeout         time.Duration
 }
 
 func newWebhookCmd() *cobra.Command { return newWebhookCmdWith(&webhookFlags{}) }
@@ -96,6 +97,7 @@ Guards read them from /v1/profiles and /v1/windows. See webhook/README.md.`,
 		"auto is crd when running in a pod or given --kubeconfig, else bbolt")
 	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig of the cluster the crd backend writes to (default: the pod's service account)")
 	fl.IntVar(&f.crdQueue, "crd-queue", 1024, "revisions the crd backend holds while the API server is slow or down; more are dropped (counted) and re-queued from the store at the next start")
+	fl.DurationVar(&f.crdTimeout, "crd-request-timeout", 10*time.Second, "time limit of one WorkloadProfile write; a slower API server counts as down and the write is retried with backoff")
 	return cmd
 }
 
@@ -112,6 +114,7 @@ type runWebhookCfg struct {
 	crdAuto    bool // chosen by auto: a pod without a token falls back to bbolt
 	kubeconfig string
 	crdQueue   int
+	crdTimeout time.Duration
 }
 
 // systemPackDir is where packages install the built-in admission pack.
@@ -188,7 +191,7 @@ func (f *webhookFlags) config() (runWebhookCfg, error) {
 	default:
 		return c, fmt.Errorf("--profiles-backend %q: want auto, crd or bbolt", f.profilesBackend)
 	}
-	c.kubeconfig, c.crdQueue = f.kubeconfig, f.crdQueue
+	c.kubeconfig, c.crdQueue, c.crdTimeout = f.kubeconfig, f.crdQueue, f.crdTimeout
 	return c, nil
 }
 
@@ -263,7 +266,7 @@ func runWebhook(ctx context.Context, c runWebhookCfg) error {
 		if err != nil {
 			return fmt.Errorf("profiles backend crd: %w", err)
 		}
-		w := crd.NewWriter(crd.NewDynamicApplier(dc), crd.WriterConfig{QueueSize: c.crdQueue, Logger: c.server.Logger})
+		w := crd.NewWriter(crd.NewDynamicApplier(dc), crd.WriterConfig{QueueSize: c.crdQueue, RequestTimeout: c.crdTimeout, Logger: c.server.Logger})
 		// Deferred before Run's own close: the server stops enqueueing
 		// first, then the writer stops.
 		defer w.Close()

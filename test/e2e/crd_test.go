@@ -157,6 +157,7 @@ func TestWorkloadProfileCRD(t *testing.T) {
 	web := gotPs[slices.IndexFunc(gotPs, func(p profile.Expected) bool { return p.Key.Container == "web" })]
 	checkWebProfile(t, storedOf(web), "1.4.2")
 	// The object carries exactly what the local API serves from bbolt.
+	client.SetNext(0)
 	local, err := client.Poll(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -236,6 +237,8 @@ func TestWorkloadProfileCRD(t *testing.T) {
 		t.Errorf("admission took %s with the webhook's API server connection hung", admitted)
 	}
 	name2 := crd.Name("Deployment/web", rev2)
+	// One apply timed out against the hung connection (2s) and is queued
+	// for a retry.
 	waitMetric(t, ctx, wh, "vigil_webhook_crd_writes_total", `result="retry"`, 1, 20*time.Second)
 	if _, err := dc.Resource(crd.GVR).Namespace(nsCRD).Get(ctx, name2, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("revision %s written while the webhook's API connection was down (get: %v)", rev2, err)
@@ -371,7 +374,7 @@ func startCRDWebhook(t *testing.T, bin, dir, kubeconfig string) *webhookProc {
 		"--self-signed", "--self-signed-dir="+tlsDir, "--self-signed-hosts=127.0.0.1,localhost",
 		"--store="+filepath.Join(dir, "webhook.db"), "--audit-log="+w.auditLog,
 		"--release-window=10m", "--default-mode=audit:baseline",
-		"--profiles-backend=crd", "--kubeconfig="+kubeconfig,
+		"--profiles-backend=crd", "--kubeconfig="+kubeconfig, "--crd-request-timeout=2s",
 	)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
