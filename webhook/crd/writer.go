@@ -75,7 +75,10 @@ type Writer struct {
 	mu      sync.Mutex
 	pending map[string]*item // by namespace/name
 	order   []string         // FIFO of pending keys
-	wake    chan struct{}
+	// inflight is 1 while the writer applies an item it took off the
+	// queue: it still counts as pending.
+	inflight int
+	wake     chan struct{}
 
 	cancel    context.CancelFunc
 	done      chan struct{}
@@ -134,11 +137,19 @@ func (w *Writer) Collectors() []prometheus.Collector {
 	return []prometheus.Collector{w.writes, w.dropped, w.depth}
 }
 
-// Pending is the number of revisions waiting to be written.
+// Pending is the number of revisions not written yet, the one being
+// applied included.
 func (w *Writer) Pending() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return len(w.pending)
+	return len(w.pending) + w.inflight
+}
+
+// settle marks the in-flight item done (written, rejected or requeued).
+func (w *Writer) settle() {
+	w.mu.Lock()
+	w.inflight = 0
+	w.mu.Unlock()
 }
 
 // Enqueue queues a revision's profiles (nil when only a window opened) and
@@ -188,6 +199,7 @@ func (w *Writer) next(ctx context.Context) (*item, bool) {
 			w.order = w.order[1:]
 			it := w.pending[k]
 			delete(w.pending, k)
+			w.inflight = 1
 			w.mu.Unlock()
 			return it, true
 		}
@@ -205,6 +217,7 @@ func (w *Writer) next(ctx context.Context) (*item, bool) {
 func (w *Writer) requeue(it *item) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.inflight = 0
 	if cur, ok := w.pending[it.key]; ok {
 		it.merge(cur)
 		w.pending[it.key] = it
@@ -223,6 +236,9 @@ func (w *Writer) run(ctx context.Context) {
 			return
 		}
 		err := w.write(ctx, it)
+		if err == nil || ctx.Err() != nil || Permanent(err) {
+			w.settle()
+		}
 		switch {
 		case err == nil:
 			w.writes.WithLabelValues("ok").Inc()

@@ -123,7 +123,11 @@ func TestWriterDropsWhenFull(t *testing.T) {
 	}
 	// The first is taken by the writer and blocks in Apply.
 	enq(0, "r")
-	waitFor(t, "the writer to take the first revision", func() bool { return w.Pending() == 0 })
+	waitFor(t, "the writer to take the first revision", func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return len(w.order) == 0 && w.inflight == 1
+	})
 	start := time.Now()
 	for i := 1; i <= 3; i++ {
 		if !enq(i, "r") {
@@ -138,6 +142,9 @@ func TestWriterDropsWhenFull(t *testing.T) {
 	}
 	if d := time.Since(start); d > 100*time.Millisecond {
 		t.Errorf("Enqueue took %s with the API server stuck", d)
+	}
+	if got := testutil.ToFloat64(w.depth); got != 4 {
+		t.Errorf("queue depth %v with the API server stuck, want 4 (3 queued, 1 in flight)", got)
 	}
 	if got := testutil.ToFloat64(w.dropped); got != 2 {
 		t.Errorf("dropped %v, want 2", got)
