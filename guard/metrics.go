@@ -37,6 +37,8 @@ var (
 	dPolicyErrors   = desc("vigil_policy_errors_total", "Fast-path policies that failed to apply (see the log).")
 	dPolicyDropped  = desc("vigil_policy_dropped_total", "Policy applications refused because the queue was full (retried).")
 	dMetaMissing    = desc("vigil_container_metadata_missing_total", "Container events emitted without runtime metadata.")
+	dCRDObjects     = desc("vigil_baseline_crd_objects_total", "WorkloadProfile specs seeded into detection, or skipped as invalid (crd profiles source).", "result")
+	dCRDStatus      = desc("vigil_baseline_crd_status_writes_total", "Status writes to WorkloadProfiles: ok, error (retried next interval), skipped (no object for a learned profile).", "result")
 )
 
 func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v uint64, labels ...string) {
@@ -51,7 +53,7 @@ func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ..
 func (g *Guard) registerMetrics() {
 	all := []*prometheus.Desc{dSensorEvents, dSensorKindDrop, dSensorFiltered, dSensorCPUDrop, dSensorDecode, dPipelineDrop,
 		dRuleEvents, dRuleVerdicts, dRuleQuar, dRuleBusy, dAlerts, dSuppressed, dOutSent, dOutDrop, dOutFail,
-		dKillErr, dPolicyApplied, dPolicyErrors, dPolicyDropped, dProfiles, dBaseDrop, dProcs, dUnresolved, dMetaMissing}
+		dKillErr, dPolicyApplied, dPolicyErrors, dPolicyDropped, dProfiles, dBaseDrop, dProcs, dUnresolved, dMetaMissing, dCRDObjects, dCRDStatus}
 	_ = g.metrics.CollectFunc(all, func(ch chan<- prometheus.Metric) {
 		if st, err := g.sensor.Stats(); err == nil {
 			for k, ks := range st.Kinds {
@@ -94,6 +96,14 @@ func (g *Guard) registerMetrics() {
 		counter(ch, dPolicyApplied, g.applied.Load())
 		counter(ch, dPolicyErrors, g.applyErrors.Load())
 		counter(ch, dPolicyDropped, g.applyDropped.Load())
+		if g.crdWatch != nil {
+			st := g.crdWatch.Stats()
+			counter(ch, dCRDObjects, st.Seeded, "seeded")
+			counter(ch, dCRDObjects, st.Invalid, "invalid")
+			counter(ch, dCRDStatus, st.StatusWrites, "ok")
+			counter(ch, dCRDStatus, st.StatusErrors, "error")
+			counter(ch, dCRDStatus, st.StatusSkipped, "skipped")
+		}
 		if g.detector != nil {
 			g.detMu.Lock()
 			sums := g.detector.Profiles()
