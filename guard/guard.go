@@ -97,6 +97,13 @@ type Guard struct {
 	applyErrors  atomic.Uint64
 	applyDropped atomic.Uint64
 
+	// Profile locks (lock.go).
+	locks       lockState
+	lockMu      sync.Mutex
+	lockTargets map[uint64]enforce.Workload // cgroup id -> workload
+	lockPushes  atomic.Uint64
+	lockErrors  atomic.Uint64
+
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -105,6 +112,11 @@ type Guard struct {
 // pipeline; a full queue drops the event for userspace analysis (counted in
 // vigil_pipeline_dropped_total). In-kernel enforcement never depends on it.
 const QueueDepth = 65536
+
+// containerWarmWait bounds how long start-up waits for the runtimes to
+// describe the containers already running; what is left is resolved in the
+// background and counted (vigil_container_warm_timeouts_total).
+const containerWarmWait = 5 * time.Second
 
 // New builds every component. On error, everything built so far is closed.
 func New(ctx context.Context, opt Options) (g *Guard, err error) {
@@ -139,6 +151,8 @@ func New(ctx context.Context, opt Options) (g *Guard, err error) {
 	g.policies = compilePolicies(cfg.Policies)
 	g.seenCgroups = make(map[uint64]struct{})
 	g.applyQ = make(chan applyReq, 1024)
+	g.locks = lockState{seen: map[uint64]enforce.Workload{}, pushed: map[uint64]string{}}
+	g.lockTargets = map[uint64]enforce.Workload{}
 
 	modeCfg := modeConfig(cfg)
 	if g.modes, err = enforce.NewResolver(modeCfg); err != nil {
@@ -199,6 +213,14 @@ func New(ctx context.Context, opt Options) (g *Guard, err error) {
 		return g, fmt.Errorf("bootstrap process table: %w", err)
 	}
 	g.log.Info("process table bootstrapped", "processes", n)
+	// Containers that were running before this (re)start are resolved
+	// now, before the sensors deliver, so their first alerts name the pod.
+	// The wait is bounded: a slow runtime delays start-up, never stops it.
+	wctx, wcancel := context.WithTimeout(ctx, containerWarmWait)
+	wr := g.containers.Warm(wctx)
+	wcancel()
+	g.log.Info("running containers resolved", "containers", wr.Containers, "with_metadata", wr.Resolved,
+		"unknown", wr.NotFound, "pending", wr.Pending, "took", wr.Took.Round(time.Millisecond).String())
 
 	// 4. Rules.
 	if cfg.Rules.Dir != "" {
@@ -216,6 +238,10 @@ func New(ctx context.Context, opt Options) (g *Guard, err error) {
 		for _, d := range cfg.Rules.Unchecked {
 			unchecked = append(unchecked, d[len("sha256:"):])
 		}
+		// The first start compiles every module to native code (seconds for
+		// a Go-built one); say so, so a slow start is not mistaken for a hang.
+		g.log.Info("loading rules (first load compiles to native code, then cached)", "dir", cfg.Rules.Dir, "cache", cfg.Rules.CacheDir)
+		rulesStart := time.Now()
 		g.rules, err = rules.New(ctx, rules.Config{Unchecked: unchecked,
 			Dir: cfg.Rules.Dir, CacheDir: cfg.Rules.CacheDir, Timeout: cfg.Rules.Timeout.Std(),
 			MemoryLimit: uint64(cfg.Rules.MemoryLimitMiB) << 20, Pins: pins,
@@ -225,7 +251,8 @@ func New(ctx context.Context, opt Options) (g *Guard, err error) {
 			return g, fmt.Errorf("rules: %w", err)
 		}
 		st := g.rules.Stats()
-		g.log.Info("rules loaded", "modules", len(st.Modules), "quarantined", st.Quarantined)
+		g.log.Info("rules loaded", "modules", len(st.Modules), "quarantined", st.Quarantined,
+			"took", time.Since(rulesStart).Round(time.Millisecond).String())
 	}
 
 	// 5. Behavior detection.
@@ -393,6 +420,7 @@ func (g *Guard) onEvent(e *event.Event) {
 	g.containers.Enrich(e)
 	g.fillWorkload(e)
 	g.notePolicies(e)
+	g.noteLockTarget(e)
 	select {
 	case g.queue <- e:
 	default:
@@ -608,6 +636,7 @@ func (g *Guard) ticker(ctx context.Context) {
 				for i := range as {
 					g.emitBaseline(&as[i])
 				}
+				g.syncLocks()
 			}
 		}
 	}

@@ -81,6 +81,13 @@ func (r *recorder) waitAlert(t *testing.T, what string, pred func(*alert.Alert) 
 
 func startGuard(t *testing.T, mutate func(*config.Config)) *recorder {
 	t.Helper()
+	rec, _ := startGuardG(t, mutate)
+	return rec
+}
+
+// startGuardG is startGuard that also returns the running guard.
+func startGuardG(t *testing.T, mutate func(*config.Config)) (*recorder, *guard.Guard) {
+	t.Helper()
 	privtest.RequireBTF(t)
 	privtest.RequireTool(t, filepath.Join(packDir, "standard.wasm"))
 	cfg := config.Default()
@@ -114,7 +121,7 @@ func startGuard(t *testing.T, mutate func(*config.Config)) *recorder {
 		}
 	})
 	time.Sleep(300 * time.Millisecond) // let the reader goroutine start
-	return rec
+	return rec, g
 }
 
 // TestAuditInRuncContainer runs a shell that reads /etc/shadow inside a real

@@ -36,7 +36,11 @@ var (
 	dPolicyApplied  = desc("vigil_policy_applied_total", "Fast-path policies compiled into the kernel for a container.")
 	dPolicyErrors   = desc("vigil_policy_errors_total", "Fast-path policies that failed to apply (see the log).")
 	dPolicyDropped  = desc("vigil_policy_dropped_total", "Policy applications refused because the queue was full (retried).")
+	dLockPushes     = desc("vigil_exec_lock_applied_total", "Profile exec allow-lists put in force in the kernel for a container.")
+	dLockErrors     = desc("vigil_exec_lock_errors_total", "Profile locks that failed (see the log).")
 	dMetaMissing    = desc("vigil_container_metadata_missing_total", "Container events emitted without runtime metadata.")
+	dMetaPending    = desc("vigil_container_metadata_pending_total", "Container events emitted before their runtime lookup completed.")
+	dWarmTimeouts   = desc("vigil_container_warm_timeouts_total", "Running containers not resolved within the start-up wait.")
 	dCRDObjects     = desc("vigil_baseline_crd_objects_total", "WorkloadProfile specs seeded into detection, or skipped as invalid (crd profiles source).", "result")
 	dCRDStatus      = desc("vigil_baseline_crd_status_writes_total", "Status writes to WorkloadProfiles: ok, error (retried next interval), skipped (no object for a learned profile).", "result")
 )
@@ -53,7 +57,8 @@ func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ..
 func (g *Guard) registerMetrics() {
 	all := []*prometheus.Desc{dSensorEvents, dSensorKindDrop, dSensorFiltered, dSensorCPUDrop, dSensorDecode, dPipelineDrop,
 		dRuleEvents, dRuleVerdicts, dRuleQuar, dRuleBusy, dAlerts, dSuppressed, dOutSent, dOutDrop, dOutFail,
-		dKillErr, dPolicyApplied, dPolicyErrors, dPolicyDropped, dProfiles, dBaseDrop, dProcs, dUnresolved, dMetaMissing, dCRDObjects, dCRDStatus}
+		dKillErr, dPolicyApplied, dPolicyErrors, dPolicyDropped, dProfiles, dBaseDrop, dProcs, dUnresolved, dMetaMissing,
+		dLockPushes, dLockErrors, dCRDObjects, dCRDStatus}
 	_ = g.metrics.CollectFunc(all, func(ch chan<- prometheus.Metric) {
 		if st, err := g.sensor.Stats(); err == nil {
 			for k, ks := range st.Kinds {
@@ -95,6 +100,8 @@ func (g *Guard) registerMetrics() {
 		counter(ch, dKillErr, g.killErrors.Load())
 		counter(ch, dPolicyApplied, g.applied.Load())
 		counter(ch, dPolicyErrors, g.applyErrors.Load())
+		counter(ch, dLockPushes, g.lockPushes.Load())
+		counter(ch, dLockErrors, g.lockErrors.Load())
 		counter(ch, dPolicyDropped, g.applyDropped.Load())
 		if g.crdWatch != nil {
 			st := g.crdWatch.Stats()
@@ -122,6 +129,12 @@ func (g *Guard) registerMetrics() {
 		cs := g.containers.Stats()
 		counter(ch, dUnresolved, cs.Unresolved)
 		counter(ch, dMetaMissing, cs.MetaMissing)
+	})
+	// The container resolver's start-up and lookup counters.
+	_ = g.metrics.CollectFunc([]*prometheus.Desc{dMetaPending, dWarmTimeouts}, func(ch chan<- prometheus.Metric) {
+		cs := g.containers.Stats()
+		counter(ch, dMetaPending, cs.MetaPending)
+		counter(ch, dWarmTimeouts, cs.WarmTimeouts)
 	})
 	g.metrics.Registry.MustRegister(g.batchLatency)
 }

@@ -16,10 +16,14 @@ import (
 )
 
 // applyReq asks the policy worker to compile the fast-path policies that
-// match one container into the kernel.
+// match one container into the kernel, or to put its profile's exec lock
+// in force (lock) or lift it (unlock).
 type applyReq struct {
-	w     enforce.Workload
-	rules []enforce.Rule
+	w      enforce.Workload
+	rules  []enforce.Rule
+	lock   *enforce.ExecLock
+	unlock bool
+	cgroup uint64 // the container's cgroup id (locks)
 }
 
 // compilePolicies turns config policies into the enforcer's data rules.
@@ -139,14 +143,43 @@ func (g *Guard) policyWorker(done <-chan struct{}) {
 			// process (lowest pid: usually the container's init), not the
 			// event's process, which may be a short-lived cat; retry once
 			// if that process exits mid-way.
+			if req.unlock {
+				if err := g.enforcer.Unlock(req.w); err != nil {
+					g.lockErrors.Add(1)
+					g.log.Warn("unlock exec", "workload", req.w.Key(), "cgroup", req.w.CgroupPath, "err", err)
+				}
+				continue
+			}
 			var err error
 			for attempt := 0; attempt < 3; attempt++ {
 				if pid, ok := livePid(req.w.CgroupPath); ok {
 					req.w.Root = fmt.Sprintf("/proc/%d/root", pid)
 				}
-				if err = g.enforcer.Apply(req.w, req.rules); err == nil || !errors.Is(err, fs.ErrNotExist) {
+				if req.lock != nil {
+					err = g.enforcer.Lock(req.w, *req.lock)
+				} else {
+					err = g.enforcer.Apply(req.w, req.rules)
+				}
+				if err == nil || !errors.Is(err, fs.ErrNotExist) {
 					break
 				}
+			}
+			if req.lock != nil {
+				if err != nil {
+					g.lockErrors.Add(1)
+					g.log.Warn("exec lock", "workload", req.w.Key(), "cgroup", req.w.CgroupPath, "err", err)
+					if !errors.Is(err, enforce.ErrProtected) {
+						// Forget the push: the next tick retries it.
+						g.lockMu.Lock()
+						delete(g.locks.pushed, req.cgroup)
+						g.lockMu.Unlock()
+					}
+					continue
+				}
+				g.lockPushes.Add(1)
+				_, n := g.enforcer.Locked(req.w)
+				g.log.Info("exec lock in force", "workload", req.w.Key(), "cgroup", req.w.CgroupPath, "entries", n)
+				continue
 			}
 			if err != nil {
 				g.applyErrors.Add(1)

@@ -1,30 +1,40 @@
 #!/usr/bin/env bash
 # Runs every benchmark behind BENCHMARKS.md and prints one table of medians
 # and ratios (guard on ÷ off, Wasm ÷ native Go, fasthttp vs net/http). Set
-# COUNT (default 5) for more runs. Needs root for the kernel benchmarks.
+# COUNT (default 5) for more runs; ONLY=regexp runs only the matching
+# groups (e.g. ONLY='sensor|enforce'). Raw `go test` output is kept in
+# bin/bench-raw.txt. Needs root for the kernel benchmarks.
 set -euo pipefail
+
+main() {
 cd "$(dirname "$0")/.."
 COUNT=${COUNT:-5}
-out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+out=bin/bench-raw.txt
+mkdir -p bin
+: >"$out"
 echo "==> machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM, kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "==> $(go version)"
 run() { # package, -bench regexp, benchtime
+	[[ -z ${ONLY:-} || "$1 $2" =~ $ONLY ]] || return 0
 	echo "==> $1 $2" >&2
 	go test -run '^$' -bench "$2" -benchtime "$3" -count "$COUNT" "$1" 2>&1 | tee -a "$out" | grep -E '^(FAIL|panic)' || true
 }
 run ./guard/sensor/   'ExecStorm|OpenClose|TCPConnect' 200x
 run ./guard/sensor/   'Pipeline' 1x
 run ./guard/enforce/  'KillLatency|Overhead|ConnectInterleaved' 200x
+run ./guard/enforce/  'ExecLock' 3000x
 run ./guard/rules/    'StandardPack|SameRule' 20000x
 run ./guard/rules/    'Load' 3x
 run ./guard/process/  'Enrich$|Memory100K' 3x
-run ./guard/baseline/ 'Observe|ProfileMemory' 20000x
+run ./guard/baseline/ 'Observe' 20000x
+run ./guard/baseline/ 'ProfileMemory' 3x  # each op builds and GCs 200 profiles
 run ./guard/event/    'AppendEvent' 200000x
 run ./webhook/        'ServeTLS|ReviewInProcess' 2000x
 run ./webhook/        'Latency' 1x
 echo
 go run ./scripts/benchtable < "$out"
+
+[[ -z ${ONLY:-} || startup =~ $ONLY ]] || exit 0
 
 # Guard start-up (process start to "guard running": BPF load, /proc
 # bootstrap, enforcement probe, rule compile from cache) and steady RSS.
@@ -49,3 +59,5 @@ for i in 1 2 3; do
 	rm -f "$log"
 done
 rm -rf "$state"
+}
+main "$@"

@@ -10,7 +10,8 @@
 # Outputs are rebuilt only when a source is newer, so reruns are quick.
 #
 #   wasm-rules/build/standard.wasm           the guard loads this directory
-#   wasm-rules/build/examples/*.wasm         SDK examples
+#   wasm-rules/build/examples/*.wasm         SDK examples (and pss-go.wasm,
+#                                            the Go build of the PSS pack)
 #   wasm-rules/build/conformance/<lang>.wasm one per SDK language
 #   wasm-rules/build/hostile/*.wasm          broken guests (tests only)
 #   wasm-rules/build/admission/*.wasm        admission packs; the webhook
@@ -89,12 +90,16 @@ fi
 for wat in wasm-rules/hostile/*.wat; do
 	build "$OUT/hostile/$(basename "$wat" .wat).wasm" "$wat" --no-check
 done
-# The Pod Security Standards pack is built from webhook/pss and guard/event,
-# so a change there rebuilds it too.
-if stale "$OUT/admission/pss.wasm" wasm-rules/admission/pss webhook/pss guard/event; then
-	"$VIGIL" rules build wasm-rules/admission/pss -o "$OUT/admission/pss.wasm"
+# The Pod Security Standards pack: the C port (wasm-rules/admission/pss) is
+# what the webhook loads. The Go-SDK build of webhook/pss
+# (wasm-rules/admission/pss-go) is kept as a cross-check and SDK example,
+# outside admission/ so the webhook never loads both; it is rebuilt when
+# webhook/pss or guard/event change.
+build "$OUT/admission/pss.wasm" wasm-rules/admission/pss
+if stale "$OUT/examples/pss-go.wasm" wasm-rules/admission/pss-go webhook/pss guard/event; then
+	"$VIGIL" rules build wasm-rules/admission/pss-go -o "$OUT/examples/pss-go.wasm"
 else
-	echo "==> rules: $OUT/admission/pss.wasm is up to date"
+	echo "==> rules: $OUT/examples/pss-go.wasm is up to date"
 fi
 # Broken admission guests for the webhook's tests: never in admission/.
 mkdir -p "$OUT/admission-hostile"

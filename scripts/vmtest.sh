@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 CACHE=${CACHE:-/var/cache/vigil}
 VMCACHE=$CACHE/vmtest
-RUN=${VMTEST_RUN:-'^(TestLSM|TestRequireLSM)$'}
+RUN=${VMTEST_RUN:-'^(TestLSM|TestLSMExecLock|TestRequireLSM)$'}
 TIMEOUT=${VMTEST_TIMEOUT:-240}
 # VMTEST_LSM overrides the guest's LSM list; without "bpf" the test must fail.
 LSMS=${VMTEST_LSM:-lockdown,capability,landlock,yama,apparmor,bpf}

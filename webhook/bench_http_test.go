@@ -24,7 +24,7 @@ import (
 // encoding/json: the "plain" server the fasthttp one is measured against.
 func netHTTPBaseline(tb testing.TB) (url string) {
 	ts := startServer(tb, nil)
-	ts.unmarshal = json.Unmarshal
+	ts.unmarshal, ts.stdEncode = json.Unmarshal, true
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /validate", func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(ts.cfg.MaxBodyBytes)))

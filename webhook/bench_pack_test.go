@@ -1,11 +1,17 @@
 package webhook
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/vigilsec/vigil/guard/event"
+	"github.com/vigilsec/vigil/guard/rules"
 	"github.com/vigilsec/vigil/webhook/object"
+	"github.com/vigilsec/vigil/webhook/pss"
 )
 
 // native swaps the Wasm pack for the in-process Go checks: the baseline the
@@ -24,7 +30,7 @@ func BenchmarkAdmissionPSS(b *testing.B) {
 	paths := []struct {
 		name   string
 		mutate func(*Config)
-	}{{"native", native}, {"wasm", nil}}
+	}{{"native", native}, {"wasm", nil}, {"wasm-unchecked", func(c *Config) { c.Rules = uncheckedPack(b) }}}
 	for _, p := range paths {
 		b.Run("review/"+p.name, func(b *testing.B) {
 			ts := startServer(b, p.mutate)
@@ -65,16 +71,38 @@ func BenchmarkAdmissionPSS(b *testing.B) {
 
 // BenchmarkWasmEvaluate is the pack alone: one wire event through the
 // engine, against pss.Check on the same pod at both levels.
+//
+// "unchecked" runs the same module without wazero's termination checks
+// (rules.Config.Unchecked): the cost of being able to stop a runaway guest.
 func BenchmarkWasmEvaluate(b *testing.B) {
-	w := sharedPack(b)
 	wire := benchWire(b)
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := w.EvaluateAdmission(wire); err != nil {
+	run := func(b *testing.B, w *WasmRules) {
+		b.ReportAllocs()
+		cpu0 := cpuTime()
+		for b.Loop() {
+			if _, err := w.EvaluateAdmission(wire); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.ReportMetric(float64((cpuTime()-cpu0).Nanoseconds())/1e3/float64(b.N), "cpu-µs/op")
+		b.ReportMetric(float64(len(wire)), "event-bytes")
+	}
+	b.Run("checked", func(b *testing.B) { run(b, sharedPack(b)) })
+	b.Run("unchecked", func(b *testing.B) { run(b, uncheckedPack(b)) })
+	b.Run("native", func(b *testing.B) {
+		_, recs, _, err := event.Decode(wire)
+		if err != nil {
 			b.Fatal(err)
 		}
-	}
-	b.ReportMetric(float64(len(wire)), "event-bytes")
+		b.ReportAllocs()
+		for b.Loop() {
+			a, err := event.DecodeAdmission(recs)
+			if err != nil {
+				b.Fatal(err)
+			}
+			pss.CheckLevels(&a.Pod)
+		}
+	})
 }
 
 func benchWire(b *testing.B) []byte {
@@ -93,4 +121,47 @@ func benchWire(b *testing.B) []byte {
 		b.Fatal(err)
 	}
 	return wire
+}
+
+// uncheckedPack is the built-in pack run without termination checks
+// (`vigil webhook --admission-rules-unchecked sha256:<digest>`).
+func uncheckedPack(b *testing.B) *WasmRules {
+	pss, err := os.ReadFile(filepath.Join(rulesBuild(b), "admission", "pss.wasm"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	sum := sha256.Sum256(pss)
+	return packWith(b, rules.Config{Unchecked: []string{hex.EncodeToString(sum[:])}})
+}
+
+// BenchmarkWasmEvaluateLarge is the pack on large pods (n privileged
+// containers with host ports, the worst case for the messages): guest time
+// per KiB of event, which sets the webhook's MaxRuleEventBytes bound.
+func BenchmarkWasmEvaluateLarge(b *testing.B) {
+	w := sharedPack(b)
+	for _, n := range []int{100, 900} {
+		b.Run(fmt.Sprintf("containers=%d", n), func(b *testing.B) {
+			var a event.Admission
+			a.Kind, a.Namespace = "Pod", "prod"
+			for i := range n {
+				a.Pod.Containers = append(a.Pod.Containers, event.AdmissionContainer{
+					Kind: event.ContainerRegular, Name: fmt.Sprintf("c%04d", i), Image: "busybox",
+					Privileged: ptr(true), HostPorts: []string{fmt.Sprintf("%d/TCP", 1000+i)},
+				})
+			}
+			wire, err := event.AppendAdmission(nil, &a)
+			if err != nil {
+				b.Fatal(err)
+			}
+			cpu0 := cpuTime()
+			for b.Loop() {
+				if _, err := w.EvaluateAdmission(wire); err != nil {
+					b.Fatal(err)
+				}
+			}
+			perOp := float64((cpuTime() - cpu0).Nanoseconds()) / 1e3 / float64(b.N)
+			b.ReportMetric(perOp, "cpu-µs/op")
+			b.ReportMetric(perOp/(float64(len(wire))/1024), "cpu-µs/KiB")
+		})
+	}
 }

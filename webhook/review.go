@@ -248,7 +248,7 @@ func (s *Server) review(req *admissionv1.AdmissionRequest, now time.Time) (outco
 		return o, nil
 	}
 	var derived []profile.Expected
-	res, err := s.store.Record(store.Rollout{
+	rollout := store.Rollout{
 		Workload:     profile.WorkloadKey{Namespace: ns, Workload: tmpl.Workload},
 		Revision:     tmpl.Revision,
 		User:         req.UserInfo.Username,
@@ -258,10 +258,22 @@ func (s *Server) review(req *admissionv1.AdmissionRequest, now time.Time) (outco
 		Create:       op == string(admissionv1.Create),
 		FollowLatest: kind == "Pod" && tmpl.Controlled && !tmpl.RevisionFromController,
 		Derive: func() (map[string]string, []profile.Expected) {
+			// Complete ran below unless the store's state changed in
+			// between; then a decode error leaves the rules' fields only.
+			_ = tmpl.Complete()
 			derived = tmpl.Expected(ns, now)
 			return tmpl.Aspects(), derived
 		},
-	})
+	}
+	// A pod decoded for the rules only (object.Template.Partial) is
+	// decoded in full when its revision is new: its profiles read every
+	// field. A known revision, the common case, never pays for it.
+	if tmpl.Partial() && !s.store.Unchanged(rollout) {
+		if err := tmpl.Complete(); err != nil {
+			return o, fmt.Errorf("%w: object: %w", ErrBadReview, err)
+		}
+	}
+	res, err := s.store.Record(rollout)
 	// A failure to record does not change the decision: admission must not
 	// depend on the store's disk. It is counted and logged.
 	o.storeErr = err
@@ -288,7 +300,15 @@ func (s *Server) decodeObject(kind string, raw []byte) (t *object.Template, err 
 // evalRules runs the configured admission rules on the wire encoding of a
 // and returns the violations that apply at the namespace's level.
 func (s *Server) evalRules(a *event.Admission, mode Mode, o *outcome, dryRun bool) []pss.Violation {
-	wire, err := event.AppendAdmission(nil, a)
+	buf, _ := s.wireBufs.Get().(*[]byte)
+	if buf == nil {
+		buf = new([]byte)
+	}
+	defer s.wireBufs.Put(buf)
+	wire, err := event.AppendAdmission((*buf)[:0], a)
+	if cap(wire) <= 4*s.cfg.MaxRuleEventBytes {
+		*buf = wire // keep the grown buffer, unless an outsized object grew it
+	}
 	if err == nil && len(wire) > s.cfg.MaxRuleEventBytes {
 		s.metrics.ruleOversized.Inc()
 		o.tooLarge = fmt.Errorf("%w: its admission event is %d bytes, admission rules take at most %d", ErrTooLargeForRules, len(wire), s.cfg.MaxRuleEventBytes)
@@ -385,8 +405,18 @@ func (s *Server) reviewNamespace(req *admissionv1.AdmissionRequest, dryRun bool,
 	return o, nil
 }
 
-func (o *outcome) marshal() ([]byte, error) {
-	return json.Marshal(reviewResponse{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview", Response: o.resp})
+func (o *outcome) marshal(std bool) ([]byte, error) {
+	if std {
+		return json.Marshal(reviewResponse{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview", Response: o.resp})
+	}
+	n := 160 + len(o.resp.UID)
+	if o.resp.Status != nil {
+		n += len(o.resp.Status.Message) + 64
+	}
+	for _, w := range o.resp.Warnings {
+		n += len(w) + 8
+	}
+	return appendResponse(make([]byte, 0, n), &o.resp), nil
 }
 
 // errorBody renders a 4xx reason as JSON.

@@ -145,6 +145,12 @@ type Server struct {
 	// unmarshal decodes reviews and objects (goccy/go-json; tests swap in
 	// encoding/json for the comparison benchmark).
 	unmarshal object.Unmarshal
+	// stdEncode answers with encoding/json instead of appendResponse (the
+	// net/http comparison benchmark's "plain" server).
+	stdEncode bool
+	// wireBufs pools admission-event buffers ([]byte, valid only during
+	// AdmissionRules.EvaluateAdmission).
+	wireBufs sync.Pool
 
 	modesMu    sync.RWMutex
 	labelModes map[string]Mode
@@ -333,7 +339,7 @@ func (s *Server) Review(body []byte) (code int, resp []byte, kind, op string, ve
 		a.User, a.Verdict = req.UserInfo.Username, o.verdict
 		s.writeAudit(a)
 	}
-	b, err := o.marshal()
+	b, err := o.marshal(s.stdEncode)
 	if err != nil {
 		// Our own response failed to marshal: a bug, not bad input.
 		return fasthttp.StatusInternalServerError, errorBody(500, err.Error()), kind, op, "error"

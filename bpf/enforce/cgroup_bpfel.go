@@ -13,6 +13,15 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type CgroupExecAllowKey struct {
+	_        structs.HostLayout
+	Workload uint32
+	Pad      uint32
+	Dev      uint64
+	Ino      uint64
+	Name     [16]int8
+}
+
 type CgroupInodeKey struct {
 	_        structs.HostLayout
 	Workload uint32
@@ -36,6 +45,11 @@ type CgroupNetKey struct {
 	Addr      [16]uint8
 }
 
+type CgroupPathBuf struct {
+	_ structs.HostLayout
+	B [512]int8
+}
+
 type CgroupPrivKey struct {
 	_        structs.HostLayout
 	Workload uint32
@@ -55,9 +69,12 @@ type CgroupVerdict struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	CgroupMapCounters         = "counters"
+	CgroupMapExecAllow        = "exec_allow"
+	CgroupMapExecLock         = "exec_lock"
 	CgroupMapInodeDeny        = "inode_deny"
 	CgroupMapNameDeny         = "name_deny"
 	CgroupMapNetDeny          = "net_deny"
+	CgroupMapPathScratch      = "path_scratch"
 	CgroupMapPrivDeny         = "priv_deny"
 	CgroupMapRecords          = "records"
 	CgroupMapWorkloads        = "workloads"
@@ -126,13 +143,16 @@ type CgroupProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type CgroupMapSpecs struct {
-	Counters  *ebpf.MapSpec `ebpf:"counters"`
-	InodeDeny *ebpf.MapSpec `ebpf:"inode_deny"`
-	NameDeny  *ebpf.MapSpec `ebpf:"name_deny"`
-	NetDeny   *ebpf.MapSpec `ebpf:"net_deny"`
-	PrivDeny  *ebpf.MapSpec `ebpf:"priv_deny"`
-	Records   *ebpf.MapSpec `ebpf:"records"`
-	Workloads *ebpf.MapSpec `ebpf:"workloads"`
+	Counters    *ebpf.MapSpec `ebpf:"counters"`
+	ExecAllow   *ebpf.MapSpec `ebpf:"exec_allow"`
+	ExecLock    *ebpf.MapSpec `ebpf:"exec_lock"`
+	InodeDeny   *ebpf.MapSpec `ebpf:"inode_deny"`
+	NameDeny    *ebpf.MapSpec `ebpf:"name_deny"`
+	NetDeny     *ebpf.MapSpec `ebpf:"net_deny"`
+	PathScratch *ebpf.MapSpec `ebpf:"path_scratch"`
+	PrivDeny    *ebpf.MapSpec `ebpf:"priv_deny"`
+	Records     *ebpf.MapSpec `ebpf:"records"`
+	Workloads   *ebpf.MapSpec `ebpf:"workloads"`
 }
 
 // CgroupVariableSpecs contains global variables before they are loaded into the kernel.
@@ -164,21 +184,27 @@ func (o *CgroupObjects) Close() error {
 //
 // It can be passed to LoadCgroupObjects or ebpf.CollectionSpec.LoadAndAssign.
 type CgroupMaps struct {
-	Counters  *ebpf.Map `ebpf:"counters"`
-	InodeDeny *ebpf.Map `ebpf:"inode_deny"`
-	NameDeny  *ebpf.Map `ebpf:"name_deny"`
-	NetDeny   *ebpf.Map `ebpf:"net_deny"`
-	PrivDeny  *ebpf.Map `ebpf:"priv_deny"`
-	Records   *ebpf.Map `ebpf:"records"`
-	Workloads *ebpf.Map `ebpf:"workloads"`
+	Counters    *ebpf.Map `ebpf:"counters"`
+	ExecAllow   *ebpf.Map `ebpf:"exec_allow"`
+	ExecLock    *ebpf.Map `ebpf:"exec_lock"`
+	InodeDeny   *ebpf.Map `ebpf:"inode_deny"`
+	NameDeny    *ebpf.Map `ebpf:"name_deny"`
+	NetDeny     *ebpf.Map `ebpf:"net_deny"`
+	PathScratch *ebpf.Map `ebpf:"path_scratch"`
+	PrivDeny    *ebpf.Map `ebpf:"priv_deny"`
+	Records     *ebpf.Map `ebpf:"records"`
+	Workloads   *ebpf.Map `ebpf:"workloads"`
 }
 
 func (m *CgroupMaps) Close() error {
 	return _CgroupClose(
 		m.Counters,
+		m.ExecAllow,
+		m.ExecLock,
 		m.InodeDeny,
 		m.NameDeny,
 		m.NetDeny,
+		m.PathScratch,
 		m.PrivDeny,
 		m.Records,
 		m.Workloads,

@@ -88,6 +88,26 @@ struct priv_key {
 	__u32 kind;
 };
 
+/* exec_allow_key is one entry of a locked workload's exec allow-list: the
+ * executable's file (device and inode, after symlinks) together with the
+ * name it was exec'd under (the last component of the exec'd path, at most
+ * 15 bytes). Both must match: multi-call binaries such as busybox share one
+ * inode across every applet name, so the inode alone would allow them all,
+ * and a name alone would allow any copied or downloaded file named "cat". */
+struct exec_allow_key {
+	__u32 workload;
+	__u32 pad;
+	__u64 dev;
+	__u64 ino;
+	char name[16];
+};
+
+/* Allow-entry flags. ALLOW_ARGV0: the file is a multi-call binary (several
+ * names reach it); it picks its behaviour from argv[0], which the caller
+ * chooses freely, so argv[0]'s last component must be an allowed name of
+ * the same file too. */
+#define ALLOW_ARGV0 1
+
 /* record is one "denied" or "would have denied" decision for userspace. */
 struct record {
 	__u64 ktime;
@@ -149,6 +169,37 @@ struct {
 	__type(key, struct priv_key);
 	__type(value, struct verdict);
 } priv_deny SEC(".maps");
+
+/* exec_lock marks a workload whose exec allow-list is in force: an exec
+ * with no exec_allow entry is decided by this verdict (rule "profile lock",
+ * its mode and action). A workload without an exec_lock entry is not
+ * locked, whatever exec_allow holds. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32); /* workload id */
+	__type(value, struct verdict);
+} exec_lock SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct exec_allow_key);
+	__type(value, __u32); /* ALLOW_* flags */
+} exec_allow SEC(".maps");
+
+/* Per-CPU scratch for an exec'd path: too big for the 512-byte stack. */
+#define PATH_SCRATCH 512
+struct path_buf {
+	char b[PATH_SCRATCH];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct path_buf);
+} path_scratch SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -251,6 +302,76 @@ static __always_inline struct verdict *lookup_exec(__u32 wl, struct file *f, str
 	bpf_probe_read_kernel_str(nk.name, sizeof(nk.name),
 				  BPF_CORE_READ(f, f_path.dentry, d_name.name));
 	return bpf_map_lookup_elem(&name_deny, &nk);
+}
+
+struct scan_ctx {
+	struct path_buf *pb;
+	__u32 start;
+};
+
+static long scan_slash(__u32 i, void *data)
+{
+	struct scan_ctx *c = data;
+	if (i >= PATH_SCRATCH)
+		return 1;
+	if (c->pb->b[i] == '/')
+		c->start = i + 1;
+	return 0;
+}
+
+/* base_name copies the last component of a NUL-terminated path (kernel or
+ * user memory) into name[16], truncated to 15 bytes like the Go side does.
+ * A path longer than the scratch buffer, or one that cannot be read, yields
+ * an empty name, which no allow entry has: a locked workload fails closed.
+ * dash drops one leading '-' (argv[0] of a login shell). The scan runs in
+ * bpf_loop (5.17+) so the verifier checks its body once, not per byte. */
+static __always_inline void base_name(const char *path, bool user, bool dash, char name[16])
+{
+	__u32 zero = 0;
+	struct path_buf *pb = bpf_map_lookup_elem(&path_scratch, &zero);
+	if (!pb || !path)
+		return;
+	long n = user ? bpf_probe_read_user_str(pb->b, sizeof(pb->b), path)
+		      : bpf_probe_read_kernel_str(pb->b, sizeof(pb->b), path);
+	if (n <= 0 || n >= PATH_SCRATCH)
+		return;
+	struct scan_ctx c = {.pb = pb};
+	bpf_loop(n, scan_slash, &c, 0);
+	__u32 start = c.start;
+	if (start >= PATH_SCRATCH - 1)
+		return;
+	if (dash && pb->b[start & (PATH_SCRATCH - 1)] == '-')
+		start++;
+	if (user)
+		bpf_probe_read_user_str(name, 16, path + start);
+	else
+		bpf_probe_read_kernel_str(name, 16, path + start);
+}
+
+/* lookup_lock decides an exec in a locked workload. path is the exec'd path
+ * (bprm->interp: the path given to execve, or the interpreter named by a
+ * #! line), f the file it resolved to. It returns the lock's verdict when
+ * the workload is locked and (file, name) is not on its allow-list, else
+ * NULL; *flags receives the matching entry's flags. */
+static __always_inline struct verdict *lookup_lock(__u32 wl, struct file *f, const char *path,
+						   struct record *tmpl, __u32 *flags)
+{
+	struct verdict *v = bpf_map_lookup_elem(&exec_lock, &wl);
+	if (!v)
+		return NULL;
+	struct exec_allow_key k = {};
+	k.workload = wl;
+	k.dev = BPF_CORE_READ(f, f_inode, i_sb, s_dev);
+	k.ino = BPF_CORE_READ(f, f_inode, i_ino);
+	base_name(path, false, false, k.name);
+	tmpl->dev = k.dev;
+	tmpl->ino = k.ino;
+	__builtin_memcpy(tmpl->name, k.name, sizeof(k.name));
+	__u32 *fl = bpf_map_lookup_elem(&exec_allow, &k);
+	if (!fl)
+		return v;
+	*flags = *fl;
+	return NULL;
 }
 
 /* lookup_net matches an address (IPv6 or IPv4-mapped) and host-order port:

@@ -13,6 +13,15 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type ExecKillExecAllowKey struct {
+	_        structs.HostLayout
+	Workload uint32
+	Pad      uint32
+	Dev      uint64
+	Ino      uint64
+	Name     [16]int8
+}
+
 type ExecKillInodeKey struct {
 	_        structs.HostLayout
 	Workload uint32
@@ -36,6 +45,11 @@ type ExecKillNetKey struct {
 	Addr      [16]uint8
 }
 
+type ExecKillPathBuf struct {
+	_ structs.HostLayout
+	B [512]int8
+}
+
 type ExecKillPrivKey struct {
 	_        structs.HostLayout
 	Workload uint32
@@ -55,15 +69,19 @@ type ExecKillVerdict struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	ExecKillMapCounters       = "counters"
+	ExecKillMapExecAllow      = "exec_allow"
+	ExecKillMapExecLock       = "exec_lock"
 	ExecKillMapInodeDeny      = "inode_deny"
 	ExecKillMapNameDeny       = "name_deny"
 	ExecKillMapNetDeny        = "net_deny"
+	ExecKillMapPathScratch    = "path_scratch"
 	ExecKillMapPrivDeny       = "priv_deny"
 	ExecKillMapRecords        = "records"
 	ExecKillMapWorkloads      = "workloads"
 	ExecKillProgVigilExecKill = "vigil_exec_kill"
 	ExecKillVarGuardTgid      = "guard_tgid"
 	ExecKillVarKillBlocks     = "kill_blocks"
+	ExecKillVarLsmActive      = "lsm_active"
 	ExecKillVarUnusedRecord   = "unused_record"
 )
 
@@ -116,13 +134,16 @@ type ExecKillProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type ExecKillMapSpecs struct {
-	Counters  *ebpf.MapSpec `ebpf:"counters"`
-	InodeDeny *ebpf.MapSpec `ebpf:"inode_deny"`
-	NameDeny  *ebpf.MapSpec `ebpf:"name_deny"`
-	NetDeny   *ebpf.MapSpec `ebpf:"net_deny"`
-	PrivDeny  *ebpf.MapSpec `ebpf:"priv_deny"`
-	Records   *ebpf.MapSpec `ebpf:"records"`
-	Workloads *ebpf.MapSpec `ebpf:"workloads"`
+	Counters    *ebpf.MapSpec `ebpf:"counters"`
+	ExecAllow   *ebpf.MapSpec `ebpf:"exec_allow"`
+	ExecLock    *ebpf.MapSpec `ebpf:"exec_lock"`
+	InodeDeny   *ebpf.MapSpec `ebpf:"inode_deny"`
+	NameDeny    *ebpf.MapSpec `ebpf:"name_deny"`
+	NetDeny     *ebpf.MapSpec `ebpf:"net_deny"`
+	PathScratch *ebpf.MapSpec `ebpf:"path_scratch"`
+	PrivDeny    *ebpf.MapSpec `ebpf:"priv_deny"`
+	Records     *ebpf.MapSpec `ebpf:"records"`
+	Workloads   *ebpf.MapSpec `ebpf:"workloads"`
 }
 
 // ExecKillVariableSpecs contains global variables before they are loaded into the kernel.
@@ -131,6 +152,7 @@ type ExecKillMapSpecs struct {
 type ExecKillVariableSpecs struct {
 	GuardTgid    *ebpf.VariableSpec `ebpf:"guard_tgid"`
 	KillBlocks   *ebpf.VariableSpec `ebpf:"kill_blocks"`
+	LsmActive    *ebpf.VariableSpec `ebpf:"lsm_active"`
 	UnusedRecord *ebpf.VariableSpec `ebpf:"unused_record"`
 }
 
@@ -154,21 +176,27 @@ func (o *ExecKillObjects) Close() error {
 //
 // It can be passed to LoadExecKillObjects or ebpf.CollectionSpec.LoadAndAssign.
 type ExecKillMaps struct {
-	Counters  *ebpf.Map `ebpf:"counters"`
-	InodeDeny *ebpf.Map `ebpf:"inode_deny"`
-	NameDeny  *ebpf.Map `ebpf:"name_deny"`
-	NetDeny   *ebpf.Map `ebpf:"net_deny"`
-	PrivDeny  *ebpf.Map `ebpf:"priv_deny"`
-	Records   *ebpf.Map `ebpf:"records"`
-	Workloads *ebpf.Map `ebpf:"workloads"`
+	Counters    *ebpf.Map `ebpf:"counters"`
+	ExecAllow   *ebpf.Map `ebpf:"exec_allow"`
+	ExecLock    *ebpf.Map `ebpf:"exec_lock"`
+	InodeDeny   *ebpf.Map `ebpf:"inode_deny"`
+	NameDeny    *ebpf.Map `ebpf:"name_deny"`
+	NetDeny     *ebpf.Map `ebpf:"net_deny"`
+	PathScratch *ebpf.Map `ebpf:"path_scratch"`
+	PrivDeny    *ebpf.Map `ebpf:"priv_deny"`
+	Records     *ebpf.Map `ebpf:"records"`
+	Workloads   *ebpf.Map `ebpf:"workloads"`
 }
 
 func (m *ExecKillMaps) Close() error {
 	return _ExecKillClose(
 		m.Counters,
+		m.ExecAllow,
+		m.ExecLock,
 		m.InodeDeny,
 		m.NameDeny,
 		m.NetDeny,
+		m.PathScratch,
 		m.PrivDeny,
 		m.Records,
 		m.Workloads,
@@ -181,6 +209,7 @@ func (m *ExecKillMaps) Close() error {
 type ExecKillVariables struct {
 	GuardTgid    *ebpf.Variable `ebpf:"guard_tgid"`
 	KillBlocks   *ebpf.Variable `ebpf:"kill_blocks"`
+	LsmActive    *ebpf.Variable `ebpf:"lsm_active"`
 	UnusedRecord *ebpf.Variable `ebpf:"unused_record"`
 }
 

@@ -5,6 +5,8 @@
  *
  *   workload := workloads[cgroup of current]          (0: not enforced)
  *   verdict  := deny map lookup for (workload, object)
+ *               (exec: else the workload's lock verdict when it is
+ *               locked and (file, exec'd name) is not on its allow-list)
  *   if verdict: record it; return -EPERM when mode is enforce, else allow
  *
  * A hook never overrides an earlier LSM's denial (ret != 0 passes through). */
@@ -28,8 +30,21 @@ int BPF_PROG(vigil_bprm_check, struct linux_binprm *bprm, int ret)
 	r.backend = BACKEND_LSM;
 	r.workload = wl;
 	struct verdict *v = lookup_exec(wl, bprm->file, &r);
-	if (!v)
-		return 0;
+	if (!v) {
+		/* A locked workload: anything off its allow-list is denied
+		 * here, before the new image exists. */
+		/* A #! script is no program of its own: the next round checks
+		 * its interpreter, the file that ends up running, which is what
+		 * profiles record and what exec_kill sees. */
+		char magic[2] = {};
+		bpf_probe_read_kernel(magic, sizeof(magic), bprm->buf);
+		if (magic[0] == '#' && magic[1] == '!')
+			return 0;
+		__u32 flags = 0;
+		v = lookup_lock(wl, bprm->file, bprm->interp, &r, &flags);
+		if (!v)
+			return 0;
+	}
 	bool deny = decide(v, &r);
 	/* A "kill" verdict also kills the task that tried the exec. */
 	if (deny && v->action == ACTION_KILL)

@@ -13,6 +13,15 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type LsmExecAllowKey struct {
+	_        structs.HostLayout
+	Workload uint32
+	Pad      uint32
+	Dev      uint64
+	Ino      uint64
+	Name     [16]int8
+}
+
 type LsmInodeKey struct {
 	_        structs.HostLayout
 	Workload uint32
@@ -34,6 +43,11 @@ type LsmNetKey struct {
 	Kind      uint16
 	Port      uint16
 	Addr      [16]uint8
+}
+
+type LsmPathBuf struct {
+	_ structs.HostLayout
+	B [512]int8
 }
 
 type LsmPrivKey struct {
@@ -76,9 +90,12 @@ type LsmVerdict struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	LsmMapCounters             = "counters"
+	LsmMapExecAllow            = "exec_allow"
+	LsmMapExecLock             = "exec_lock"
 	LsmMapInodeDeny            = "inode_deny"
 	LsmMapNameDeny             = "name_deny"
 	LsmMapNetDeny              = "net_deny"
+	LsmMapPathScratch          = "path_scratch"
 	LsmMapPrivDeny             = "priv_deny"
 	LsmMapRecords              = "records"
 	LsmMapWorkloads            = "workloads"
@@ -150,13 +167,16 @@ type LsmProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type LsmMapSpecs struct {
-	Counters  *ebpf.MapSpec `ebpf:"counters"`
-	InodeDeny *ebpf.MapSpec `ebpf:"inode_deny"`
-	NameDeny  *ebpf.MapSpec `ebpf:"name_deny"`
-	NetDeny   *ebpf.MapSpec `ebpf:"net_deny"`
-	PrivDeny  *ebpf.MapSpec `ebpf:"priv_deny"`
-	Records   *ebpf.MapSpec `ebpf:"records"`
-	Workloads *ebpf.MapSpec `ebpf:"workloads"`
+	Counters    *ebpf.MapSpec `ebpf:"counters"`
+	ExecAllow   *ebpf.MapSpec `ebpf:"exec_allow"`
+	ExecLock    *ebpf.MapSpec `ebpf:"exec_lock"`
+	InodeDeny   *ebpf.MapSpec `ebpf:"inode_deny"`
+	NameDeny    *ebpf.MapSpec `ebpf:"name_deny"`
+	NetDeny     *ebpf.MapSpec `ebpf:"net_deny"`
+	PathScratch *ebpf.MapSpec `ebpf:"path_scratch"`
+	PrivDeny    *ebpf.MapSpec `ebpf:"priv_deny"`
+	Records     *ebpf.MapSpec `ebpf:"records"`
+	Workloads   *ebpf.MapSpec `ebpf:"workloads"`
 }
 
 // LsmVariableSpecs contains global variables before they are loaded into the kernel.
@@ -187,21 +207,27 @@ func (o *LsmObjects) Close() error {
 //
 // It can be passed to LoadLsmObjects or ebpf.CollectionSpec.LoadAndAssign.
 type LsmMaps struct {
-	Counters  *ebpf.Map `ebpf:"counters"`
-	InodeDeny *ebpf.Map `ebpf:"inode_deny"`
-	NameDeny  *ebpf.Map `ebpf:"name_deny"`
-	NetDeny   *ebpf.Map `ebpf:"net_deny"`
-	PrivDeny  *ebpf.Map `ebpf:"priv_deny"`
-	Records   *ebpf.Map `ebpf:"records"`
-	Workloads *ebpf.Map `ebpf:"workloads"`
+	Counters    *ebpf.Map `ebpf:"counters"`
+	ExecAllow   *ebpf.Map `ebpf:"exec_allow"`
+	ExecLock    *ebpf.Map `ebpf:"exec_lock"`
+	InodeDeny   *ebpf.Map `ebpf:"inode_deny"`
+	NameDeny    *ebpf.Map `ebpf:"name_deny"`
+	NetDeny     *ebpf.Map `ebpf:"net_deny"`
+	PathScratch *ebpf.Map `ebpf:"path_scratch"`
+	PrivDeny    *ebpf.Map `ebpf:"priv_deny"`
+	Records     *ebpf.Map `ebpf:"records"`
+	Workloads   *ebpf.Map `ebpf:"workloads"`
 }
 
 func (m *LsmMaps) Close() error {
 	return _LsmClose(
 		m.Counters,
+		m.ExecAllow,
+		m.ExecLock,
 		m.InodeDeny,
 		m.NameDeny,
 		m.NetDeny,
+		m.PathScratch,
 		m.PrivDeny,
 		m.Records,
 		m.Workloads,

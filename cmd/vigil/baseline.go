@@ -19,6 +19,8 @@ import (
 type baselineConfig struct {
 	DB   string
 	JSON bool
+	// Progress receives status lines for long reads (nil: none).
+	Progress io.Writer
 }
 
 func newBaselineCmd() *cobra.Command {
@@ -28,6 +30,9 @@ func newBaselineCmd() *cobra.Command {
 		Short: "List, inspect and accept learned behavior profiles",
 		Long: "Works on the guard's persisted profile store. The guard holds the store\n" +
 			"open while it runs; these commands wait briefly and then refuse.",
+		Example: `  vigil baseline list
+  vigil baseline show shop/Deployment/cart:app@7d4b9c
+  vigil baseline accept shop/Deployment/cart:app@7d4b9c exec:/usr/bin/curl`,
 	}
 	cmd.PersistentFlags().StringVar(&cfg.DB, "db", "/var/lib/vigil/baseline.db", "profile store (bbolt file)")
 	cmd.PersistentFlags().BoolVar(&cfg.JSON, "json", false, "print JSON")
@@ -35,15 +40,22 @@ func newBaselineCmd() *cobra.Command {
 		&cobra.Command{
 			Use:   "list",
 			Short: "List profiles: key, state, behaviors, events",
-			Args:  cobra.NoArgs,
+			Long: "Lists every behavior profile: its key (namespace/Kind/name:container@revision),\n" +
+				"state (learning, stable, ...), number of learned behaviors and events seen.",
+			Example: "  vigil baseline list\n  vigil baseline list --json --db /var/lib/vigil/baseline.db",
+			Args:    cobra.NoArgs,
 			RunE: func(c *cobra.Command, _ []string) error {
+				cfg.Progress = c.ErrOrStderr()
 				return runBaselineList(c.Context(), cfg, c.OutOrStdout())
 			},
 		},
 		&cobra.Command{
 			Use:   "show KEY",
 			Short: "Show one profile's behaviors (KEY is namespace/Kind/name:container@revision)",
-			Args:  cobra.ExactArgs(1),
+			Long: "Prints one profile: its state (and the profile it inherited from, if any),\n" +
+				"its event counts, and every behavior it holds, one per line.",
+			Example: "  vigil baseline show shop/Deployment/cart:app@7d4b9c\n  vigil baseline show --json shop/Deployment/cart:app@7d4b9c",
+			Args:    cobra.ExactArgs(1),
 			RunE: func(c *cobra.Command, args []string) error {
 				return runBaselineShow(c.Context(), cfg, args[0], c.OutOrStdout())
 			},
@@ -51,9 +63,35 @@ func newBaselineCmd() *cobra.Command {
 		&cobra.Command{
 			Use:   "accept KEY BEHAVIOR...",
 			Short: "Fold reviewed behaviors (e.g. exec:/usr/bin/curl) into a profile",
-			Args:  cobra.MinimumNArgs(2),
+			Long: "Marks behaviors an operator reviewed as normal for the profile, so they no\n" +
+				"longer raise deviation alerts. BEHAVIOR is kind:value, as 'show' prints it.",
+			Example: "  vigil baseline accept shop/Deployment/cart:app@7d4b9c exec:/usr/bin/curl open:/etc/passwd",
+			Args:    cobra.MinimumNArgs(2),
 			RunE: func(c *cobra.Command, args []string) error {
 				return runBaselineAccept(c.Context(), cfg, args[0], args[1:], c.OutOrStdout())
+			},
+		},
+		&cobra.Command{
+			Use:   "lock KEY",
+			Short: "Lock a ready profile: execs outside it are denied in the kernel",
+			Long: "Marks a ready profile locked in the store. The guard loads it locked at\n" +
+				"start and puts its exec allow-list in force for every running container\n" +
+				"of that revision (deny in enforce mode, \"would have denied\" in audit\n" +
+				"mode; rule \"Profile lock\"), with or without baseline.lock.",
+			Args: cobra.ExactArgs(1),
+			RunE: func(c *cobra.Command, args []string) error {
+				return runBaselineSetLock(c.Context(), cfg, args[0], true, c.OutOrStdout())
+			},
+		},
+		&cobra.Command{
+			Use:   "unlock KEY",
+			Short: "Unlock a profile (back to ready)",
+			Long: "Marks a locked profile ready again. The guard lifts the lock at start.\n" +
+				"With baseline.lock on, the guard locks every ready profile again; keep\n" +
+				"one unlocked with the mode override `modes.rules: {\"NS/NAME:Profile lock\": off}`.",
+			Args: cobra.ExactArgs(1),
+			RunE: func(c *cobra.Command, args []string) error {
+				return runBaselineSetLock(c.Context(), cfg, args[0], false, c.OutOrStdout())
 			},
 		},
 	)
@@ -77,9 +115,16 @@ func runBaselineList(_ context.Context, cfg baselineConfig, out io.Writer) error
 		return err
 	}
 	defer s.Close()
+	if cfg.Progress != nil {
+		fmt.Fprintf(cfg.Progress, "==> reading profiles from %s\n", cfg.DB)
+	}
+	start := time.Now()
 	ps, err := s.List()
 	if err != nil && len(ps) == 0 {
 		return err
+	}
+	if cfg.Progress != nil {
+		fmt.Fprintf(cfg.Progress, "==> %d profiles read in %s\n", len(ps), time.Since(start).Round(time.Millisecond))
 	}
 	sums := make([]baseline.Summary, 0, len(ps))
 	for _, p := range ps {
@@ -174,6 +219,46 @@ func runBaselineAccept(_ context.Context, cfg baselineConfig, key string, behavi
 		} else {
 			fmt.Fprintf(out, "already in profile: %s\n", b)
 		}
+	}
+	return nil
+}
+
+// runBaselineSetLock moves a profile between ready and locked in the store.
+// The guard holds the store while it runs, so this works on a stopped
+// guard, which reads the state at its next start.
+func runBaselineSetLock(_ context.Context, cfg baselineConfig, key string, lock bool, out io.Writer) error {
+	k, err := baseline.ParseKey(key)
+	if err != nil {
+		return err
+	}
+	s, err := openBaselineStore(cfg.DB)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	p, err := s.Get(k)
+	if err != nil {
+		return err
+	}
+	want := baseline.StateReady
+	if lock {
+		want = baseline.StateLocked
+	}
+	switch {
+	case p.State == want:
+		fmt.Fprintf(out, "%s is already %s\n", key, want)
+		return nil
+	case p.State == baseline.StateLearning:
+		return fmt.Errorf("lock %s: %w", key, baseline.ErrNotReady)
+	}
+	p.State = want
+	if err := s.Put(p); err != nil {
+		return err
+	}
+	if lock {
+		fmt.Fprintf(out, "locked %s: %d executables allowed\n", key, len(p.AllowedExecs()))
+	} else {
+		fmt.Fprintf(out, "unlocked %s\n", key)
 	}
 	return nil
 }

@@ -74,3 +74,68 @@ func TestBaselineCLI(t *testing.T) {
 		t.Error("list of a missing store succeeded")
 	}
 }
+
+// TestBaselineLockCLI: lock refuses a learning profile, locks a ready one
+// (the state a restarted guard loads), and unlock makes it ready again.
+func TestBaselineLockCLI(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "baseline.db")
+	s, err := baseline.OpenStore(db, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := profile.Key{Namespace: "shop", Workload: "Deployment/web", Container: "nginx", Revision: "7d9f"}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	d, err := baseline.New(baseline.Config{}, s, func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Seed(profile.Expected{Key: k, Executables: []string{"/usr/sbin/nginx"}})
+	if err := d.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	key := baseline.FormatKey(k)
+	if _, err := runVigil(t, "baseline", "--db", db, "lock", key); !errors.Is(err, baseline.ErrNotReady) {
+		t.Fatalf("lock of a learning profile: %v", err)
+	}
+
+	s, err = baseline.OpenStore(db, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.Get(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.State = baseline.StateReady
+	if err := s.Put(p); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	state := func() baseline.State {
+		t.Helper()
+		s, err := baseline.OpenStore(db, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		p, err := s.Get(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.State
+	}
+	out, err := runVigil(t, "baseline", "--db", db, "lock", key)
+	if err != nil || !strings.Contains(out, "locked "+key+": 1 executables allowed") || state() != baseline.StateLocked {
+		t.Fatalf("lock: %v %q state %v", err, out, state())
+	}
+	if out, err := runVigil(t, "baseline", "--db", db, "lock", key); err != nil || !strings.Contains(out, "already locked") {
+		t.Fatalf("second lock: %v %q", err, out)
+	}
+	if out, err := runVigil(t, "baseline", "--db", db, "unlock", key); err != nil || !strings.Contains(out, "unlocked") || state() != baseline.StateReady {
+		t.Fatalf("unlock: %v %q state %v", err, out, state())
+	}
+	if _, err := runVigil(t, "baseline", "--db", db, "lock", "shop/Deployment/web:nginx@nope"); err == nil {
+		t.Error("lock of a missing profile succeeded")
+	}
+}

@@ -24,11 +24,25 @@ func main() {
 
 func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
-		Use:           "vigil",
-		Short:         "Enforcing admission-plus-runtime guard for containers and Kubernetes",
+		Use:   "vigil",
+		Short: "Enforcing admission-plus-runtime guard for containers and Kubernetes",
+		Long: `Vigil is one binary for the node guard (eBPF sensors, Wasm rules, kill/block
+or audit), the validating admission webhook, and the tools around them:
+building and unit-testing rules, recording fixtures, the would-block report
+and the learned behavior profiles.
+
+Run 'vigil COMMAND --help' for each command's flags and examples.`,
+		Example: `  sudo vigil guard --env staging --rules wasm-rules/build
+  vigil rules build sdk/c/example && vigil rules test sdk/c/example
+  vigil report would-block --since 7d`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	// Applies to every subcommand: name the command whose help lists its
+	// flags, since the bare "unknown flag" does not say where to look.
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return fmt.Errorf("%s: %w (see '%s --help')", c.CommandPath(), err, c.CommandPath())
+	})
 	root.AddCommand(
 		newGuardCmd(),
 		newWebhookCmd(),

@@ -19,20 +19,36 @@ type reportConfig struct {
 	Since string
 	JSON  bool
 	Out   io.Writer
-	Now   func() time.Time
+	// Progress receives status lines for long reads (nil: none).
+	Progress io.Writer
+	Now      func() time.Time
 }
 
 func newReportCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "report",
 		Short: "Reports built from what the guards recorded",
+		Long: `Reports read the guard's audit record store (--db). In audit mode (staging)
+every verdict the guard did not carry out is recorded; 'would-block' sums them
+per workload: the evidence for switching production to enforce.`,
+		Example: `  vigil report would-block --since 7d
+  vigil report would-block --db /var/lib/vigil/audit.db --json`,
 	}
 	cfg := reportConfig{Out: os.Stdout, Now: time.Now}
 	wb := &cobra.Command{
 		Use:   "would-block",
 		Short: "What enforce mode would have blocked or killed, per workload (the promotion report)",
-		Args:  cobra.NoArgs,
-		RunE:  func(cmd *cobra.Command, _ []string) error { return runWouldBlock(cmd.Context(), cfg) },
+		Long: `Lists, per workload, every rule whose kill or block verdict audit mode only
+recorded, with counts, first and last time seen and example events. An empty
+report means enforce mode would have changed nothing over --since.
+Progress on large stores goes to stderr.`,
+		Example: `  vigil report would-block
+  vigil report would-block --since 36h --json | jq '.[].workload'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.Progress = cmd.ErrOrStderr()
+			return runWouldBlock(cmd.Context(), cfg)
+		},
 	}
 	wb.Flags().StringVar(&cfg.DB, "db", enforce.DefaultAuditDB, "audit record store written by the guard")
 	wb.Flags().StringVar(&cfg.Since, "since", "7d", "how far back to look (e.g. 7d, 36h, 1d12h)")
@@ -55,10 +71,17 @@ func runWouldBlock(_ context.Context, cfg reportConfig) error {
 	}
 	defer s.Close()
 	from := cfg.Now().Add(-since)
+	prog := cfg.Progress
+	if prog == nil {
+		prog = io.Discard
+	}
+	start := time.Now()
+	fmt.Fprintf(prog, "==> reading audit records since %s from %s\n", from.UTC().Format(time.RFC3339), cfg.DB)
 	recs, err := s.Since(from)
 	if err != nil {
 		return err
 	}
+	fmt.Fprintf(prog, "==> %d records read in %s\n", len(recs), time.Since(start).Round(time.Millisecond))
 	rep := enforce.ReportWouldBlock(recs)
 	if cfg.JSON {
 		enc := json.NewEncoder(cfg.Out)

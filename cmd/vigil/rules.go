@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -20,15 +21,30 @@ func newRulesCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "rules",
 		Short: "Build and test Wasm rule modules",
+		Long: `Rules are WebAssembly modules written in Go, C, Rust, AssemblyScript or WAT
+against one ABI (wasm-rules/ABI.md). 'rules build' compiles a rule directory
+with the toolchain its files call for; 'rules test' runs its recorded
+fixtures (from 'vigil record') and reports each case. See docs/writing-rules.md.`,
+		Example: `  vigil rules build sdk/rust/example
+  vigil rules test sdk/rust/example`,
 	}
 	var b rulesBuildConfig
 	build := &cobra.Command{
 		Use:   "build DIR|FILE",
 		Short: "Build a rule module (Go, C, Rust, AssemblyScript or WAT, detected from the files)",
-		Args:  cobra.ExactArgs(1),
+		Long: `Compiles DIR (or a single source FILE) to a .wasm rule module: go.mod or *.go means Go
+(GOOS=wasip1, c-shared reactor), Cargo.toml or *.rs Rust (wasm32-unknown-unknown),
+*.c C (clang --target=wasm32), package.json or *.ts AssemblyScript, *.wat WAT.
+Unless --no-check, the module is then loaded the way the guard loads it (its
+exports, metadata and rules are checked and printed); the first load compiles
+it to native code, cached under $CACHE/wazero. Progress goes to stderr.`,
+		Example: `  vigil rules build sdk/c/example
+  vigil rules build -o /tmp/shell.wasm sdk/go/example
+  vigil rules build wasm-rules/standard`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			b.src = args[0]
-			return runRulesBuild(c.Context(), c.OutOrStdout(), b)
+			return runRulesBuild(c.Context(), c.OutOrStdout(), c.ErrOrStderr(), b)
 		},
 	}
 	build.Flags().StringVarP(&b.out, "output", "o", "", "output .wasm path (default DIR/build/<name>.wasm)")
@@ -37,10 +53,16 @@ func newRulesCmd() *cobra.Command {
 	test := &cobra.Command{
 		Use:   "test DIR",
 		Short: "Run DIR/fixtures/*.json against the rule module built from DIR",
-		Args:  cobra.ExactArgs(1),
+		Long: `Builds DIR (or takes --module), then runs every case of every fixture file: each
+case is an event and the verdicts the rule must return for it (none for a
+negative case). Prints ok/FAIL per case and exits non-zero when any case fails.
+Record real events as fixtures with 'vigil record'.`,
+		Example: `  vigil rules test sdk/c/example
+  vigil rules test --module build/shell.wasm --fixtures my-cases/ sdk/c/example`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			t.dir = args[0]
-			return runRulesTest(c.Context(), c.OutOrStdout(), t)
+			return runRulesTest(c.Context(), c.OutOrStdout(), c.ErrOrStderr(), t)
 		},
 	}
 	test.Flags().StringVar(&t.module, "module", "", "use this prebuilt .wasm instead of building DIR")
@@ -54,15 +76,16 @@ type rulesBuildConfig struct {
 	noCheck  bool
 }
 
-func runRulesBuild(ctx context.Context, w io.Writer, cfg rulesBuildConfig) error {
-	out, err := rulebuild.Build(ctx, cfg.src, rulebuild.Options{Out: cfg.out, Progress: w})
+// runRulesBuild writes the module's description to w and progress to prog.
+func runRulesBuild(ctx context.Context, w, prog io.Writer, cfg rulesBuildConfig) error {
+	out, err := rulebuild.Build(ctx, cfg.src, rulebuild.Options{Out: cfg.out, Progress: prog})
 	if err != nil {
 		return err
 	}
 	if cfg.noCheck {
 		return nil
 	}
-	eng, cleanup, err := engineFor(ctx, out)
+	eng, cleanup, err := engineFor(ctx, out, prog)
 	if err != nil {
 		return err
 	}
@@ -74,7 +97,7 @@ type rulesTestConfig struct {
 	dir, module, fixtures string
 }
 
-func runRulesTest(ctx context.Context, w io.Writer, cfg rulesTestConfig) error {
+func runRulesTest(ctx context.Context, w, prog io.Writer, cfg rulesTestConfig) error {
 	mod := cfg.module
 	if mod == "" {
 		tmp, err := os.MkdirTemp("", "vigil-rules-test-")
@@ -83,11 +106,11 @@ func runRulesTest(ctx context.Context, w io.Writer, cfg rulesTestConfig) error {
 		}
 		defer os.RemoveAll(tmp)
 		name := filepath.Base(filepath.Clean(cfg.dir))
-		if mod, err = rulebuild.Build(ctx, cfg.dir, rulebuild.Options{Out: filepath.Join(tmp, name+".wasm"), Progress: w}); err != nil {
+		if mod, err = rulebuild.Build(ctx, cfg.dir, rulebuild.Options{Out: filepath.Join(tmp, name+".wasm"), Progress: prog}); err != nil {
 			return err
 		}
 	}
-	eng, cleanup, err := engineFor(ctx, mod)
+	eng, cleanup, err := engineFor(ctx, mod, prog)
 	if err != nil {
 		return err
 	}
@@ -132,8 +155,10 @@ func runRulesTest(ctx context.Context, w io.Writer, cfg rulesTestConfig) error {
 	return nil
 }
 
-// engineFor loads one module file in a private engine.
-func engineFor(ctx context.Context, wasm string) (*rules.Engine, func(), error) {
+// engineFor loads one module file in a private engine, telling prog how
+// long the load took: the first load of a module compiles it to native code
+// (seconds for a Go-built module), later loads hit the on-disk cache.
+func engineFor(ctx context.Context, wasm string, prog io.Writer) (*rules.Engine, func(), error) {
 	dir, err := os.MkdirTemp("", "vigil-rules-")
 	if err != nil {
 		return nil, nil, err
@@ -146,11 +171,15 @@ func engineFor(ctx context.Context, wasm string) (*rules.Engine, func(), error) 
 		os.RemoveAll(dir)
 		return nil, nil, err
 	}
-	eng, err := rules.New(ctx, rules.Config{Dir: dir, CacheDir: compileCacheDir()})
+	cache := compileCacheDir()
+	fmt.Fprintf(prog, "==> loading %s (compiled to native code on first use, cached in %s)\n", filepath.Base(wasm), cache)
+	start := time.Now()
+	eng, err := rules.New(ctx, rules.Config{Dir: dir, CacheDir: cache})
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, nil, err
 	}
+	fmt.Fprintf(prog, "==> loaded in %s\n", time.Since(start).Round(time.Millisecond))
 	return eng, func() { eng.Close(); os.RemoveAll(dir) }, nil
 }
 

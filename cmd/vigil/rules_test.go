@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,7 +23,7 @@ func TestRulesTestCommand(t *testing.T) {
 	                     {"name":"host","event":{"kind":"exec","proc.name":"sh"},"expect":[]}]}`
 	os.WriteFile(filepath.Join(fix, "good.json"), []byte(good), 0o644)
 	var out bytes.Buffer
-	if err := runRulesTest(context.Background(), &out, rulesTestConfig{dir: dir, module: mod}); err != nil {
+	if err := runRulesTest(context.Background(), &out, io.Discard, rulesTestConfig{dir: dir, module: mod}); err != nil {
 		t.Fatalf("good fixtures failed: %v\n%s", err, out.String())
 	}
 	if !strings.Contains(out.String(), "2 passed, 0 failed") {
@@ -31,7 +32,7 @@ func TestRulesTestCommand(t *testing.T) {
 	bad := `{"cases":[{"name":"wrong priority","event":{"kind":"exec","proc.name":"sh","container.id":"c"},"expect":[{"rule":"Terminal shell in container","priority":"Critical"}]}]}`
 	os.WriteFile(filepath.Join(fix, "bad.json"), []byte(bad), 0o644)
 	out.Reset()
-	err := runRulesTest(context.Background(), &out, rulesTestConfig{dir: dir, module: mod})
+	err := runRulesTest(context.Background(), &out, io.Discard, rulesTestConfig{dir: dir, module: mod})
 	if err == nil || !strings.Contains(out.String(), "FAIL bad.json: wrong priority: rule \"Terminal shell in container\": priority Warning, want Critical") {
 		t.Fatalf("bad fixture: err=%v\n%s", err, out.String())
 	}

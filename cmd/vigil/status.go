@@ -25,8 +25,9 @@ func newStatusCmd() *cobra.Command {
 		Long: "status probes every enforcement backend on this node for real (it loads the\n" +
 			"BPF programs and marks a temporary file with fanotify) and prints which are\n" +
 			"active, and why the others are not. Needs root.",
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runStatus(cmd.Context(), cfg) },
+		Example: "  sudo vigil status\n  sudo vigil status --json",
+		Args:    cobra.NoArgs,
+		RunE:    func(cmd *cobra.Command, _ []string) error { return runStatus(cmd.Context(), cfg) },
 	}
 	cmd.Flags().BoolVar(&cfg.JSON, "json", false, "print the report as JSON")
 	return cmd

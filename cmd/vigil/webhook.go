@@ -41,6 +41,7 @@ type webhookFlags struct {
 	ruleTimeout        time.Duration
 	ruleFailure        string
 	maxRuleEvent       int
+	rulesUnchecked     []string
 	profilesBackend    string
 	kubeconfig         string
 	crdQueue           int
@@ -58,6 +59,8 @@ pod-template owners, applies the admission rules (Wasm modules; by default the b
 Standards pack, baseline and restricted) per namespace mode,
 records each admitted revision's expected behavior and opens release windows.
 Guards read them from /v1/profiles and /v1/windows. See webhook/README.md.`,
+		Example: `  vigil webhook --self-signed --store /tmp/vigil-webhook.db
+  vigil webhook --tls-cert tls.crt --tls-key tls.key --namespace-mode prod=enforce:restricted`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := f.config()
 			if err != nil {
@@ -91,6 +94,8 @@ Guards read them from /v1/profiles and /v1/windows. See webhook/README.md.`,
 	fl.StringVar(&f.rulesCache, "admission-rules-cache", "/var/cache/vigil/wazero", "compiled-code cache of the admission rules (\"\" keeps it in memory)")
 	fl.DurationVar(&f.ruleTimeout, "admission-rule-timeout", time.Second, "time limit of one admission module on one request (well inside the API server's 10s webhook timeout); a module that runs past it is quarantined")
 	fl.IntVar(&f.maxRuleEvent, "admission-max-event-bytes", 32<<10, "largest admission event handed to the rules; larger objects are denied in enforce namespaces, warned in audit ones")
+	fl.StringSliceVar(&f.rulesUnchecked, "admission-rules-unchecked", nil, "sha256:<hex> digests of vetted admission modules to run without wazero's termination checks "+
+		"(about 30 CPU-µs less per review for the built-in C pack; such a module is no longer stopped by --admission-rule-timeout); repeatable")
 	fl.StringVar(&f.ruleFailure, "admission-rule-failure", "open", "when an admission rule fails (trap, loop, quarantine): open allows with an audit record, closed denies in enforce namespaces")
 	fl.StringVar(&f.profilesBackend, "profiles-backend", "auto", "where recorded profiles go besides the bbolt store and the local API: "+
 		"crd also writes WorkloadProfile objects (asynchronously; admission never waits for the API server), bbolt writes nothing else; "+
@@ -166,6 +171,13 @@ func (f *webhookFlags) config() (runWebhookCfg, error) {
 		return c, fmt.Errorf("--admission-rule-failure: %w", err)
 	}
 	c.rules = rules.Config{Dir: f.admissionRules, CacheDir: f.rulesCache, Timeout: f.ruleTimeout}
+	for _, d := range f.rulesUnchecked {
+		h, ok := strings.CutPrefix(d, "sha256:")
+		if !ok || len(h) != 64 || strings.Trim(h, "0123456789abcdef") != "" {
+			return c, fmt.Errorf("--admission-rules-unchecked %q: want sha256:<64 lowercase hex>", d)
+		}
+		c.rules.Unchecked = append(c.rules.Unchecked, h)
+	}
 	if !f.selfSigned && (f.cert == "" || f.key == "") {
 		return c, fmt.Errorf("TLS only: give --tls-cert and --tls-key, or --self-signed")
 	}

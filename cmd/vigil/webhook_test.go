@@ -67,6 +67,8 @@ func TestWebhookFlags(t *testing.T) {
 		{"--self-signed", "--namespace-mode", "prod"},
 		{"--self-signed", "--namespace-mode", "prod=enforce:strict"},
 		{"--self-signed", "--admission-rule-failure", "maybe"},
+		{"--self-signed", "--admission-rules-unchecked", "md5:abc"},
+		{"--self-signed", "--admission-rules-unchecked", "sha256:ABCDEF"},
 		{"--self-signed", "--profiles-backend", "etcd"},
 	} {
 		var f webhookFlags
@@ -84,14 +86,16 @@ func TestWebhookAdmissionRulesFlags(t *testing.T) {
 	var f webhookFlags
 	cmd := newWebhookCmdWith(&f)
 	if err := cmd.ParseFlags([]string{"--self-signed", "--admission-rules", "/srv/rules", "--admission-rule-failure", "closed",
-		"--admission-rule-timeout", "20ms", "--admission-rules-cache", ""}); err != nil {
+		"--admission-rule-timeout", "20ms", "--admission-rules-cache", "",
+		"--admission-rules-unchecked", "sha256:" + strings.Repeat("ab", 32)}); err != nil {
 		t.Fatal(err)
 	}
 	c, err := f.config()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.server.RuleFailure != webhook.FailClosed || c.rules.Dir != "/srv/rules" || c.rules.Timeout != 20*time.Millisecond || c.rules.CacheDir != "" {
+	if c.server.RuleFailure != webhook.FailClosed || c.rules.Dir != "/srv/rules" || c.rules.Timeout != 20*time.Millisecond || c.rules.CacheDir != "" ||
+		len(c.rules.Unchecked) != 1 || c.rules.Unchecked[0] != strings.Repeat("ab", 32) {
 		t.Fatalf("%v %+v", c.server.RuleFailure, c.rules)
 	}
 	// A rules directory that does not exist stops the webhook before it

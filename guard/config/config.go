@@ -284,7 +284,9 @@ type Baseline struct {
 	// still learned and counted). Default Notice: the informational
 	// "learned during a release" records stay out of on-call's way.
 	MinPriority string `json:"minPriority,omitempty"`
-	// Lock denies execs outside a ready profile (enforce mode only).
+	// Lock locks every profile that becomes ready: execs outside it are
+	// denied in the kernel where the mode is enforce, and recorded as
+	// "would have denied" where it is audit (rule "Profile lock").
 	Lock bool `json:"lock,omitempty"`
 }
 

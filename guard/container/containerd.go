@@ -84,27 +84,84 @@ func (s *ContainerdSource) Lookup(ctx context.Context, info PathInfo) (Metadata,
 		if err != nil {
 			return Metadata{}, fmt.Errorf("get containerd container %s/%s: %w", ns, info.ID, err)
 		}
-		c := resp.GetContainer()
-		m := Metadata{Source: s.Name(), Name: c.GetID(), Image: c.GetImage()}
-		if n := c.GetLabels()["nerdctl/name"]; n != "" {
-			m.Name = n
-		}
-		fillFromLabels(&m, c.GetLabels())
-		if m.Image != "" {
-			img, err := imagesapi.NewImagesClient(conn).Get(nctx, &imagesapi.GetImageRequest{Name: m.Image})
-			switch {
-			case err == nil:
-				m.ImageDigest = img.GetImage().GetTarget().GetDigest()
-			case status.Code(err) == codes.NotFound:
-				// The image was removed after the container was created;
-				// the name is still right, the digest is unknown.
-			default:
-				return Metadata{}, fmt.Errorf("get containerd image %s: %w", m.Image, err)
-			}
+		m, err := s.metadata(nctx, conn, resp.GetContainer(), nil)
+		if err != nil {
+			return Metadata{}, err
 		}
 		return m, nil
 	}
 	return Metadata{}, ErrNotFound
+}
+
+// List implements Lister: every container of every containerd namespace,
+// with one image lookup per distinct image.
+func (s *ContainerdSource) List(ctx context.Context) (map[string]Metadata, error) {
+	conn, err := s.dial()
+	if err != nil {
+		return nil, err
+	}
+	nss, err := namespacesapi.NewNamespacesClient(conn).List(ctx, &namespacesapi.ListNamespacesRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("list containerd namespaces: %w", err)
+	}
+	out := make(map[string]Metadata)
+	// Ids are unique per namespace only (`ctr run` takes any name); an id
+	// found twice is left out, for Lookup to resolve with the namespace
+	// the container's cgroup path or state dir names.
+	dup := make(map[string]bool)
+	containers := containersapi.NewContainersClient(conn)
+	for _, ns := range nss.GetNamespaces() {
+		nctx := metadata.AppendToOutgoingContext(ctx, namespaceKey, ns.GetName())
+		resp, err := containers.List(nctx, &containersapi.ListContainersRequest{})
+		if err != nil {
+			return nil, fmt.Errorf("list containerd containers in %s: %w", ns.GetName(), err)
+		}
+		digests := make(map[string]string)
+		for _, c := range resp.GetContainers() {
+			m, err := s.metadata(nctx, conn, c, digests)
+			if err != nil {
+				return nil, err
+			}
+			if _, seen := out[c.GetID()]; seen || dup[c.GetID()] {
+				delete(out, c.GetID())
+				dup[c.GetID()] = true
+				continue
+			}
+			out[c.GetID()] = m
+		}
+	}
+	return out, nil
+}
+
+// metadata builds a container's Metadata, looking its image's digest up in
+// ctx's namespace; digests, when not nil, caches them by image name.
+func (s *ContainerdSource) metadata(ctx context.Context, conn *grpc.ClientConn, c *containersapi.Container, digests map[string]string) (Metadata, error) {
+	m := Metadata{Source: s.Name(), Name: c.GetID(), Image: c.GetImage()}
+	if n := c.GetLabels()["nerdctl/name"]; n != "" {
+		m.Name = n
+	}
+	fillFromLabels(&m, c.GetLabels())
+	if m.Image == "" {
+		return m, nil
+	}
+	if d, ok := digests[m.Image]; ok {
+		m.ImageDigest = d
+		return m, nil
+	}
+	img, err := imagesapi.NewImagesClient(conn).Get(ctx, &imagesapi.GetImageRequest{Name: m.Image})
+	switch {
+	case err == nil:
+		m.ImageDigest = img.GetImage().GetTarget().GetDigest()
+	case status.Code(err) == codes.NotFound:
+		// The image was removed after the container was created; the
+		// name is still right, the digest is unknown.
+	default:
+		return Metadata{}, fmt.Errorf("get containerd image %s: %w", m.Image, err)
+	}
+	if digests != nil {
+		digests[m.Image] = m.ImageDigest
+	}
+	return m, nil
 }
 
 // Close implements MetadataSource; it is safe to call twice.

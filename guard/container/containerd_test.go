@@ -99,6 +99,26 @@ func TestRealContainerd(t *testing.T) {
 	if ev.K8s != (event.K8s{}) {
 		t.Fatalf("non-pod container got k8s context %+v", ev.K8s)
 	}
+
+	// A guard starting now: Warm resolves the running container through
+	// containerd's List before its first event.
+	r2, err := New(Config{MinRescan: time.Millisecond, Sources: []MetadataSource{NewCRISource(d.sock), NewContainerdSource(d.sock)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res := r2.Warm(ctx)
+	t.Logf("warm: %s", res)
+	ev = &event.Event{Kind: event.KindExec, Proc: event.Process{PID: uint32(pid), CgroupID: cgid}}
+	r2.Enrich(ev)
+	if ev.Container != want || r2.Stats().MetaPending != 0 {
+		t.Fatalf("first event after warm-up: %+v, want %+v; stats %+v", ev.Container, want, r2.Stats())
+	}
+	if m, _ := r2.Lookup(cgid, 0).Metadata(); m.Source != "containerd:"+d.sock {
+		t.Fatalf("answered by %q, want containerd", m.Source)
+	}
 }
 
 type containerdDaemon struct {

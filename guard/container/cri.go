@@ -79,15 +79,7 @@ func (s *CRISource) Lookup(ctx context.Context, info PathInfo) (Metadata, error)
 	if ctr == nil {
 		return Metadata{}, ErrNotFound
 	}
-	m := Metadata{Source: s.Name()}
-	m.Name = ctr.GetMetadata().GetName()
-	m.Image = ctr.GetImage().GetImage()
-	// ImageRef is the digest-pinned reference the runtime resolved.
-	m.ImageDigest = digestOf(ctr.GetImageRef())
-	if m.ImageDigest == "" {
-		m.ImageDigest = digestOf(ctr.GetImageId())
-	}
-	fillFromLabels(&m, ctr.GetLabels())
+	m := criMetadata(s.Name(), ctr)
 	if sb := ctr.GetPodSandboxId(); sb != "" {
 		// The revision is a pod label, not a container label. A failure
 		// here leaves only the revision empty.
@@ -96,6 +88,46 @@ func (s *CRISource) Lookup(ctx context.Context, info PathInfo) (Metadata, error)
 		}
 	}
 	return m, nil
+}
+
+// List implements Lister with one ListContainers and one ListPodSandbox
+// call, however many pods the node runs.
+func (s *CRISource) List(ctx context.Context) (map[string]Metadata, error) {
+	c, err := s.rpc()
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.ListContainers(ctx, &runtimeapi.ListContainersRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("cri list containers: %w", err)
+	}
+	revs := make(map[string]string)
+	// Without the sandboxes only revisions are missing; keep the rest.
+	if sbs, err := c.ListPodSandbox(ctx, &runtimeapi.ListPodSandboxRequest{}); err == nil {
+		for _, sb := range sbs.GetItems() {
+			revs[sb.GetId()] = revisionOf(sb.GetLabels())
+		}
+	}
+	out := make(map[string]Metadata, len(resp.GetContainers()))
+	for _, ctr := range resp.GetContainers() {
+		m := criMetadata(s.Name(), ctr)
+		m.Revision = revs[ctr.GetPodSandboxId()]
+		out[ctr.GetId()] = m
+	}
+	return out, nil
+}
+
+func criMetadata(source string, ctr *runtimeapi.Container) Metadata {
+	m := Metadata{Source: source}
+	m.Name = ctr.GetMetadata().GetName()
+	m.Image = ctr.GetImage().GetImage()
+	// ImageRef is the digest-pinned reference the runtime resolved.
+	m.ImageDigest = digestOf(ctr.GetImageRef())
+	if m.ImageDigest == "" {
+		m.ImageDigest = digestOf(ctr.GetImageId())
+	}
+	fillFromLabels(&m, ctr.GetLabels())
+	return m
 }
 
 // Close implements MetadataSource; it is safe to call twice.

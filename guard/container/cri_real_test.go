@@ -18,12 +18,19 @@ import (
 	"github.com/vigilsec/vigil/internal/runctest"
 )
 
-// TestRealContainerdCRIPod creates a pod through containerd's CRI plugin the
-// way the kubelet does (RunPodSandbox, CreateContainer, StartContainer with
-// the kubelet's labels and a kubepods cgroup parent), then checks that the
-// resolver maps the container's cgroup to the pod and fills names, image
-// and revision through CRI.
-func TestRealContainerdCRIPod(t *testing.T) {
+// criPod is a pod started through containerd's CRI plugin.
+type criPod struct {
+	sock, image, imageID string
+	podUID, cid          string
+	pid                  int
+	unified              string // the container's cgroup2 path
+}
+
+// startCRIPod creates a pod through containerd's CRI plugin the way the
+// kubelet does (RunPodSandbox, CreateContainer, StartContainer with the
+// kubelet's labels and a kubepods cgroup parent) and registers its removal.
+func startCRIPod(t *testing.T) criPod {
+	t.Helper()
 	privtest.RequireRoot(t)
 	for _, tool := range []string{"/usr/bin/containerd", "/usr/bin/ctr", "/usr/bin/containerd-shim-runc-v2", runctest.RuncPath, runctest.BusyboxPath} {
 		privtest.RequireTool(t, tool)
@@ -137,38 +144,91 @@ func TestRealContainerdCRIPod(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := New(Config{MinRescan: time.Millisecond, Sources: []MetadataSource{NewCRISource(d.sock), NewContainerdSource(d.sock)}})
+	return criPod{sock: d.sock, image: image, imageID: imageID, podUID: podUID, cid: cid, pid: st.Pid, unified: pc.Unified}
+}
+
+// TestRealContainerdCRIPod checks that the resolver maps a real CRI pod
+// container's cgroup to the pod and fills names, image and revision
+// through CRI on the container's first events.
+func TestRealContainerdCRIPod(t *testing.T) {
+	p := startCRIPod(t)
+	r, err := New(Config{MinRescan: time.Millisecond, Sources: []MetadataSource{NewCRISource(p.sock), NewContainerdSource(p.sock)}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer r.Close()
-	cgid, err := CgroupID(filepath.Join(r.Cgroup2Root(), pc.Unified))
+	cgid, err := CgroupID(filepath.Join(r.Cgroup2Root(), p.unified))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("pod container %s: pid %d cgroup %s", cid[:12], st.Pid, pc.Unified)
+	t.Logf("pod container %s: pid %d cgroup %s", p.cid[:12], p.pid, p.unified)
 
-	ev := &event.Event{Kind: event.KindOpen, Proc: event.Process{PID: uint32(st.Pid), CgroupID: cgid}}
+	ev := &event.Event{Kind: event.KindOpen, Proc: event.Process{PID: uint32(p.pid), CgroupID: cgid}}
 	r.Enrich(ev)
-	if ev.Container.ID != cid || ev.Container.Runtime != RuntimeContainerd || ev.K8s.PodUID != podUID {
-		t.Fatalf("got %+v %+v; want id %s runtime containerd pod %s", ev.Container, ev.K8s, cid, podUID)
+	if ev.Container.ID != p.cid || ev.Container.Runtime != RuntimeContainerd || ev.K8s.PodUID != p.podUID {
+		t.Fatalf("got %+v %+v; want id %s runtime containerd pod %s", ev.Container, ev.K8s, p.cid, p.podUID)
 	}
 	waitFor(t, func() bool { s := r.Stats(); return s.MetaFound+s.MetaNotFound > 0 })
-	ev = &event.Event{Kind: event.KindOpen, Proc: event.Process{PID: uint32(st.Pid), CgroupID: cgid}}
+	ev = &event.Event{Kind: event.KindOpen, Proc: event.Process{PID: uint32(p.pid), CgroupID: cgid}}
 	r.Enrich(ev)
-	// An imported image has no registry (repo) digest, so CRI's ImageRef is
-	// the image id; a pulled image would give repo@sha256:<manifest>.
-	wantC := event.Container{ID: cid, Runtime: RuntimeContainerd, Name: "app", Image: image, ImageDigest: imageID}
-	wantK := event.K8s{PodUID: podUID, Namespace: "shop", Pod: "shop-7d4b9c-x2x9z", ContainerName: "app", Revision: "7d4b9c"}
+	wantC, wantK := p.want()
 	if ev.Container != wantC || ev.K8s != wantK {
 		t.Fatalf("got  %+v %+v\nwant %+v %+v\nstats %+v", ev.Container, ev.K8s, wantC, wantK, r.Stats())
 	}
 	if s := r.Stats(); s.MetaErrors != 0 {
 		t.Fatalf("lookup errors: %+v", s)
 	}
-	if src, _ := r.Lookup(cgid, 0).Metadata(); src.Source != "cri:"+d.sock {
+	if src, _ := r.Lookup(cgid, 0).Metadata(); src.Source != "cri:"+p.sock {
 		t.Fatalf("answered by %q, want the CRI source", src.Source)
 	}
+}
+
+// TestRealWarmCRIPod is the guard-restart case: the pod runs first, then a
+// resolver starts and warms up, and the container's very first event
+// carries the pod's names without waiting for the asynchronous lookup.
+func TestRealWarmCRIPod(t *testing.T) {
+	p := startCRIPod(t)
+	r, err := New(Config{MinRescan: time.Millisecond, Sources: []MetadataSource{NewCRISource(p.sock), NewContainerdSource(p.sock)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res := r.Warm(ctx)
+	t.Logf("warm: %s", res)
+	// The pod's container and its sandbox (pause) at least; other
+	// containers on the machine may add to both counts.
+	if res.Containers < 2 || res.Resolved < 2 || res.Pending != 0 {
+		t.Fatalf("warm: %+v", res)
+	}
+	cgid, err := CgroupID(filepath.Join(r.Cgroup2Root(), p.unified))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lookups := r.Stats().MetaLookups
+	ev := &event.Event{Kind: event.KindExec, Proc: event.Process{PID: uint32(p.pid), CgroupID: cgid}}
+	r.Enrich(ev)
+	wantC, wantK := p.want()
+	if ev.Container != wantC || ev.K8s != wantK {
+		t.Fatalf("first event after warm-up:\ngot  %+v %+v\nwant %+v %+v\nstats %+v", ev.Container, ev.K8s, wantC, wantK, r.Stats())
+	}
+	st := r.Stats()
+	if st.MetaPending != 0 || st.MetaLookups != lookups || st.WarmTimeouts != 0 {
+		t.Fatalf("first event was not served from the warmed cache: %+v", st)
+	}
+	// One List answered the CRI containers.
+	if m, _ := r.Lookup(cgid, 0).Metadata(); m.Source != "cri:"+p.sock {
+		t.Fatalf("answered by %q, want the CRI source", m.Source)
+	}
+}
+
+// want is what a fully attributed event of the pod's container carries. An
+// imported image has no registry (repo) digest, so CRI's ImageRef is the
+// image id; a pulled image would give repo@sha256:<manifest>.
+func (p criPod) want() (event.Container, event.K8s) {
+	return event.Container{ID: p.cid, Runtime: RuntimeContainerd, Name: "app", Image: p.image, ImageDigest: p.imageID},
+		event.K8s{PodUID: p.podUID, Namespace: "shop", Pod: "shop-7d4b9c-x2x9z", ContainerName: "app", Revision: "7d4b9c"}
 }
 
 func itoa(n int) string {

@@ -85,6 +85,11 @@ type Stats struct {
 	MetaNotFound   uint64 // no source knew the container
 	MetaErrors     uint64 // source errors (timeouts, connection failures)
 	QueueDrops     uint64 // lookups dropped because the queue was full
+
+	// WarmTimeouts are containers Warm could not resolve before its
+	// deadline (handed to the worker); WarmErrors are failed start-up walks.
+	WarmTimeouts uint64
+	WarmErrors   uint64
 }
 
 // Record is what the Resolver knows about one cgroup.
@@ -170,6 +175,7 @@ type Resolver struct {
 	stats struct {
 		events, host, hits, rescans, limited, pidFallbacks, unresolved, badState atomic.Uint64
 		pending, missing, incomplete, lookups, found, notFound, errs, drops      atomic.Uint64
+		warmTimeouts, warmErrs                                                   atomic.Uint64
 	}
 }
 
@@ -526,10 +532,17 @@ func (r *Resolver) worker() {
 	}
 }
 
-func (r *Resolver) fetch(me *metaEntry) {
+func (r *Resolver) fetch(me *metaEntry) { r.fetchCtx(r.ctx, me) }
+
+// fetchCtx asks each source in turn. It returns false, leaving me for the
+// caller to requeue, when parent ended before an answer.
+func (r *Resolver) fetchCtx(parent context.Context, me *metaEntry) bool {
+	if parent.Err() != nil {
+		return false
+	}
 	r.stats.lookups.Add(1)
 	for _, src := range r.cfg.Sources {
-		ctx, cancel := context.WithTimeout(r.ctx, r.cfg.LookupTimeout)
+		ctx, cancel := context.WithTimeout(parent, r.cfg.LookupTimeout)
 		m, err := src.Lookup(ctx, me.info)
 		cancel()
 		switch {
@@ -540,7 +553,9 @@ func (r *Resolver) fetch(me *metaEntry) {
 			me.meta.Store(&m)
 			me.state.Store(metaDone)
 			r.stats.found.Add(1)
-			return
+			return true
+		case parent.Err() != nil:
+			return false
 		case errors.Is(err, ErrNotFound):
 		default:
 			r.stats.errs.Add(1)
@@ -549,6 +564,7 @@ func (r *Resolver) fetch(me *metaEntry) {
 	r.stats.notFound.Add(1)
 	me.retryAt.Store(r.cfg.Now().Add(r.cfg.RetryAfter).UnixNano())
 	me.state.Store(metaFailed)
+	return true
 }
 
 // Stats returns a snapshot of the counters.
@@ -562,5 +578,6 @@ func (r *Resolver) Stats() Stats {
 		MetaPending:   s.pending.Load(), MetaMissing: s.missing.Load(), MetaIncomplete: s.incomplete.Load(),
 		MetaLookups: s.lookups.Load(), MetaFound: s.found.Load(), MetaNotFound: s.notFound.Load(),
 		MetaErrors: s.errs.Load(), QueueDrops: s.drops.Load(),
+		WarmTimeouts: s.warmTimeouts.Load(), WarmErrors: s.warmErrs.Load(),
 	}
 }

@@ -11,6 +11,11 @@
 //  3. When no in-kernel decision is possible: a verdict kill from
 //     userspace through a pidfd, checked against the process start time.
 //
+// A workload can also be locked to an exec allow-list (Enforcer.Lock, the
+// baseline profile lock): BPF-LSM denies anything else with EPERM, exec_kill
+// kills it without LSM, and exec_kill checks argv[0] of multi-call binaries
+// on both rungs.
+//
 // In audit mode the same programs record "would have denied" and allow.
 // It also persists those records (AuditStore) for the promotion report.
 package enforce

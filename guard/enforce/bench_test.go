@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
 
 	enforcebpf "github.com/vigilsec/vigil/bpf/enforce"
 	"github.com/vigilsec/vigil/guard/alert"
@@ -333,4 +335,71 @@ func BenchmarkConnectInterleaved(b *testing.B) {
 	b.ReportMetric(float64(mOn.Nanoseconds()), "on-ns/connect")
 	b.ReportMetric(float64(mOn)/float64(mOff), "ratio")
 	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkExecLock measures an exec storm (the marker program, allowed)
+// inside a workload that is enforced but not locked, against the same
+// storm with the workload locked to an allow-list holding the program: the
+// cost of the lock's path scan and allow-list lookup on every exec. The
+// guard_off case is the storm with no enforcer at all.
+func BenchmarkExecLock(b *testing.B) {
+	privtest.RequireBTF(b)
+	dir := b.TempDir()
+	prog, _ := writeMarkerProgram(b, dir, "allowed")
+	for _, setup := range []string{"guard_off", "unlocked", "locked"} {
+		b.Run(setup, func(b *testing.B) {
+			cg := testCgroup(b)
+			var prog0 *ebpf.Program
+			if setup != "guard_off" {
+				e, err := New(Config{Modes: suiteModes, GuardPID: os.Getppid()})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer e.Close()
+				prog0 = e.k.exk.VigilExecKill
+				w := Workload{Namespace: "bench", Name: "lock-storm", CgroupPath: cg}
+				if err := e.Apply(w, nil); err != nil {
+					b.Fatal(err)
+				}
+				if setup == "locked" {
+					if err := e.Lock(w, ExecLock{Paths: []string{prog}}); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+			// The kernel's own accounting of the exec program's run time
+			// isolates the lock's cost from the noise of fork and exec.
+			var before *ebpf.ProgramStats
+			if prog0 != nil {
+				st, err := ebpf.EnableStats(uint32(unix.BPF_STATS_RUN_TIME))
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer st.Close()
+				if before, err = prog0.Stats(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			enterCgroup(b, cg)
+			for b.Loop() {
+				p, err := os.StartProcess(prog, []string{prog}, &os.ProcAttr{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				st, err := p.Wait()
+				if err != nil || !st.Success() {
+					b.Fatalf("allowed exec: %v %v", st, err)
+				}
+			}
+			if prog0 != nil {
+				after, err := prog0.Stats()
+				if err != nil {
+					b.Fatal(err)
+				}
+				if n := after.RunCount - before.RunCount; n > 0 {
+					b.ReportMetric(float64(after.Runtime-before.Runtime)/float64(n), "bpf-ns/exec")
+				}
+			}
+		})
+	}
 }

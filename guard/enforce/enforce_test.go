@@ -23,6 +23,7 @@ var suiteModes = ModeConfig{
 	Rules: map[string]alert.Mode{
 		"audit-exec": alert.ModeAudit, "audit-open": alert.ModeAudit,
 		"audit-connect": alert.ModeAudit, "audit-kill": alert.ModeAudit,
+		"audit-lock": alert.ModeAudit,
 	},
 }
 

@@ -115,6 +115,7 @@ type Enforcer struct {
 	ruleIDs   map[string]uint32
 	nextWl    uint32
 	fanTgts   map[string][]fanTarget
+	locks     map[string]*ExecLock // desired exec locks, by slot
 
 	decodeErrs atomic.Uint64
 	store      *AuditStore
@@ -133,6 +134,7 @@ type applied struct {
 	w       Workload
 	cgID    uint64
 	entries []func() error // map deletions undoing this workload
+	lock    *lockState     // exec lock in force, nil when unlocked
 }
 
 // ErrUncovered reports a rule kind in enforce mode that no active backend
@@ -168,7 +170,7 @@ func New(cfg Config) (*Enforcer, error) {
 	}
 	e := &Enforcer{cfg: cfg, resolver: res, cg2: cg2, workloads: map[string]*applied{},
 		byID: map[uint32]string{}, byCgroup: map[uint64]uint32{}, rules: map[uint32]string{},
-		ruleIDs: map[string]uint32{}, fanTgts: map[string][]fanTarget{}}
+		ruleIDs: map[string]uint32{}, fanTgts: map[string][]fanTarget{}, locks: map[string]*ExecLock{}}
 	if cfg.AuditDB != "" {
 		st, err := OpenAuditStore(cfg.AuditDB)
 		if err != nil {
@@ -256,9 +258,15 @@ func (e *Enforcer) probeAndLoad() error {
 		if e.disabled(BackendExecKill) {
 			exErr = off
 		} else {
-			exErr = e.k.loadExecKill(!lsm, e.fan == nil)
+			exErr = e.k.loadExecKill(lsm, e.fan == nil)
 		}
-		set(BackendExecKill, coverIf(!lsm, "exec (kill)"), exErr)
+		exCovers := []string{"exec (kill)", "exec lock (kill)"}
+		if lsm {
+			// BPF-LSM denies exec; this rung stays live for the one lock
+			// check LSM cannot make (argv[0] of a multi-call binary).
+			exCovers = []string{"exec lock argv[0] (kill)"}
+		}
+		set(BackendExecKill, exCovers, exErr)
 	}
 	var pErr error
 	if e.disabled(BackendPidfd) {
@@ -389,7 +397,7 @@ func (e *Enforcer) ruleID(name string) uint32 {
 
 // Apply compiles a workload's rules into the kernel maps (and fanotify
 // marks), replacing what was applied for it before. Rules whose effective
-// mode is off are skipped.
+// mode is off are skipped. An exec lock set with Lock is kept.
 func (e *Enforcer) Apply(w Workload, rules []Rule) (err error) {
 	if err := e.protected(w); err != nil {
 		return err
@@ -401,7 +409,7 @@ func (e *Enforcer) Apply(w Workload, rules []Rule) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := e.Remove(w); err != nil {
+	if err := e.removeSlot(w); err != nil {
 		return err
 	}
 	e.mu.Lock()
@@ -414,7 +422,7 @@ func (e *Enforcer) Apply(w Workload, rules []Rule) (err error) {
 		// A half-applied policy is worse than none: undo it. A policy
 		// that applied but is partly uncovered stays (the caller decides).
 		if err != nil && !errors.Is(err, ErrUncovered) {
-			err = errors.Join(err, e.Remove(w))
+			err = errors.Join(err, e.removeSlot(w))
 		}
 	}()
 
@@ -533,6 +541,14 @@ func (e *Enforcer) Apply(w Workload, rules []Rule) (err error) {
 			return err
 		}
 	}
+	e.mu.RLock()
+	l := e.locks[w.slot()]
+	e.mu.RUnlock()
+	if l != nil {
+		if err := e.writeLock(a, w, *l, nil); err != nil {
+			return err
+		}
+	}
 	// The cgroup goes live last, once every entry is in place.
 	if err := e.k.maps["workloads"].Put(cgID, a.id); err != nil {
 		return fmt.Errorf("register workload cgroup: %w", err)
@@ -595,9 +611,18 @@ func (e *Enforcer) resolve(w Workload, p string) (fanTarget, error) {
 	return fanTarget{path: host, dir: st.Mode&unix.S_IFMT == unix.S_IFDIR, dev: st.Dev, ino: st.Ino}, nil
 }
 
-// Remove undoes Apply for a workload. Removing an unknown workload is a
-// no-op.
+// Remove undoes Apply and Lock for a workload. Removing an unknown
+// workload is a no-op.
 func (e *Enforcer) Remove(w Workload) error {
+	e.mu.Lock()
+	delete(e.locks, w.slot())
+	e.mu.Unlock()
+	return e.removeSlot(w)
+}
+
+// removeSlot undoes what Apply wrote for a workload; its desired lock
+// stays for the next Apply.
+func (e *Enforcer) removeSlot(w Workload) error {
 	e.mu.Lock()
 	a := e.workloads[w.slot()]
 	if a == nil {
@@ -617,6 +642,7 @@ func (e *Enforcer) Remove(w Workload) error {
 			errs = append(errs, err)
 		}
 	}
+	errs = append(errs, e.dropLock(a))
 	errs = append(errs, e.k.detachCgroup(a.w.CgroupPath))
 	return errors.Join(errs...)
 }

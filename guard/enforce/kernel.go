@@ -41,7 +41,8 @@ type kernel struct {
 	closeErr error
 }
 
-var sharedMaps = []string{"workloads", "inode_deny", "name_deny", "net_deny", "priv_deny", "records", "counters"}
+var sharedMaps = []string{"workloads", "inode_deny", "name_deny", "net_deny", "priv_deny", "exec_lock", "exec_allow",
+	"records", "counters"}
 
 // newKernel creates the shared maps and the record reader. Programs are
 // loaded one backend at a time (loadCgroup, loadExecKill, loadLSM) so that
@@ -111,10 +112,12 @@ func (k *kernel) loadCgroup(lsmCoversConnect bool) error {
 	return nil
 }
 
-// loadExecKill loads the exec SIGKILL tracepoint; attach says whether it
-// goes live (it is loaded anyway so the probe is real). killBlocks makes it
-// kill on "block" verdicts too, for nodes with neither LSM nor fanotify.
-func (k *kernel) loadExecKill(attach, killBlocks bool) error {
+// loadExecKill loads and attaches the exec SIGKILL tracepoint. killBlocks
+// makes it kill on "block" verdicts too, for nodes with neither LSM nor
+// fanotify. With lsmActive the BPF-LSM hook decides deny lists and exec
+// locks, and this program only checks argv[0] of multi-call binaries in
+// locked workloads (see exec_kill.c).
+func (k *kernel) loadExecKill(lsmActive, killBlocks bool) error {
 	spec, err := enforcebpf.LoadExecKill()
 	if err != nil {
 		return fmt.Errorf("load exec_kill spec: %w", err)
@@ -125,14 +128,14 @@ func (k *kernel) loadExecKill(attach, killBlocks bool) error {
 	if err := setConst(spec, "kill_blocks", boolU32(killBlocks)); err != nil {
 		return err
 	}
+	if err := setConst(spec, "lsm_active", boolU32(lsmActive)); err != nil {
+		return err
+	}
 	objs := new(enforcebpf.ExecKillObjects)
 	if err := spec.LoadAndAssign(objs, k.opts()); err != nil {
 		return fmt.Errorf("load exec_kill program: %w", err)
 	}
 	k.exk = objs
-	if !attach {
-		return nil
-	}
 	l, err := link.AttachTracing(link.TracingOptions{Program: objs.VigilExecKill})
 	if err != nil {
 		return fmt.Errorf("attach sched_process_exec: %w", err)

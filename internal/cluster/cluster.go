@@ -59,6 +59,9 @@ type Options struct {
 	ControllerManager bool
 	// Images are extra images loaded into the node's containerd.
 	Images []Image
+	// ImageArchives are OCI image-layout tarballs (such as `make image`
+	// writes) imported into the node's containerd as they are.
+	ImageArchives []string
 	// Logf receives progress lines. Default: discard.
 	Logf func(format string, args ...any)
 	// ReadyTimeout bounds each readiness wait. Default 90 s, generous
@@ -218,6 +221,13 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 		// No controller-manager keeps the kubernetes Service's endpoints.
 		"--endpoint-reconciler-type=none",
 		"--authorization-mode=Node,RBAC",
+		// No kube-proxy or DNS routes Service IPs here, so the API server
+		// calls admission webhooks (and aggregated APIs) behind a Service
+		// at one of its endpoints' pod IPs, which the host reaches over
+		// the CNI bridge. TLS is still verified against the Service's DNS
+		// name. Endpoints come from kube-controller-manager
+		// (Options.ControllerManager).
+		"--enable-aggregator-routing=true",
 		"--allow-privileged=true",
 		"--profiling=false",
 	)

@@ -1,12 +1,10 @@
 package cluster
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"io"
@@ -19,166 +17,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vigilsec/vigil/internal/privtest"
 	corev1 "k8s.io/api/core/v1"
 )
 
-// readArchive returns the files of an OCI layout tarball by name.
-func readArchive(t *testing.T, b []byte) map[string][]byte {
-	t.Helper()
-	files := map[string][]byte{}
-	tr := tar.NewReader(bytes.NewReader(b))
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			return files
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		files[h.Name] = data
-	}
-}
-
-func blobPath(d string) string { return "blobs/sha256/" + strings.TrimPrefix(d, "sha256:") }
-
-func TestImageArchive(t *testing.T) {
-	host := filepath.Join(t.TempDir(), "prog")
-	if err := os.WriteFile(host, []byte("#!/bin/true\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	img := NewStaticBinaryImage("vigil.local/test:v1", host, "/usr/local/bin/prog", "--flag")
-	img.Files = append(img.Files, ImageFile{Path: "/bin/sh", Link: "/usr/local/bin/prog"})
-	var a, b bytes.Buffer
-	if err := img.WriteOCIArchive(&a); err != nil {
-		t.Fatal(err)
-	}
-	if err := img.WriteOCIArchive(&b); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(a.Bytes(), b.Bytes()) {
-		t.Error("two packs of the same image differ; digests would change every run")
-	}
-	files := readArchive(t, a.Bytes())
-
-	var index struct {
-		Manifests []struct {
-			Digest      string
-			Size        int
-			Annotations map[string]string
-			Platform    struct{ OS string }
-		}
-	}
-	if err := json.Unmarshal(files["index.json"], &index); err != nil {
-		t.Fatal(err)
-	}
-	if len(index.Manifests) != 1 {
-		t.Fatalf("index has %d manifests", len(index.Manifests))
-	}
-	m := index.Manifests[0]
-	if got := m.Annotations["io.containerd.image.name"]; got != "vigil.local/test:v1" {
-		t.Errorf("image name annotation %q", got)
-	}
-	if m.Platform.OS != "linux" {
-		t.Errorf("platform os %q", m.Platform.OS)
-	}
-	manifestBytes := files[blobPath(m.Digest)]
-	if len(manifestBytes) != m.Size || digest(manifestBytes) != m.Digest {
-		t.Fatalf("manifest blob does not match its descriptor")
-	}
-	var manifest struct {
-		Config struct{ Digest string }
-		Layers []struct{ Digest string }
-	}
-	if err := json.Unmarshal(manifestBytes, &manifest); err != nil {
-		t.Fatal(err)
-	}
-	var cfg struct {
-		Config struct{ Entrypoint []string }
-		RootFS struct {
-			DiffIDs []string `json:"diff_ids"`
-		}
-	}
-	if err := json.Unmarshal(files[blobPath(manifest.Config.Digest)], &cfg); err != nil {
-		t.Fatal(err)
-	}
-	if strings.Join(cfg.Config.Entrypoint, " ") != "/usr/local/bin/prog --flag" {
-		t.Errorf("entrypoint %q", cfg.Config.Entrypoint)
-	}
-	if len(manifest.Layers) != 1 || len(cfg.RootFS.DiffIDs) != 1 || cfg.RootFS.DiffIDs[0] != manifest.Layers[0].Digest {
-		t.Fatalf("uncompressed layer digest must equal its diff_id: %+v %+v", manifest.Layers, cfg.RootFS.DiffIDs)
-	}
-	layer := files[blobPath(manifest.Layers[0].Digest)]
-	if digest(layer) != manifest.Layers[0].Digest {
-		t.Fatal("layer blob digest mismatch")
-	}
-
-	want := map[string]string{
-		"usr/":               "dir",
-		"usr/local/":         "dir",
-		"usr/local/bin/":     "dir",
-		"usr/local/bin/prog": "file",
-		"bin/":               "dir",
-		"bin/sh":             "link",
-		"tmp/":               "dir",
-	}
-	tr := tar.NewReader(bytes.NewReader(layer))
-	got := map[string]string{}
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		switch h.Typeflag {
-		case tar.TypeDir:
-			got[h.Name] = "dir"
-			if h.Name == "tmp/" && h.Mode&0o1000 == 0 {
-				t.Errorf("/tmp lost its sticky bit: %o", h.Mode)
-			}
-		case tar.TypeSymlink:
-			got[h.Name] = "link"
-			if h.Linkname != "/usr/local/bin/prog" {
-				t.Errorf("symlink target %q", h.Linkname)
-			}
-		case tar.TypeReg:
-			got[h.Name] = "file"
-			if h.Mode != 0o755 {
-				t.Errorf("%s mode %o, want 755", h.Name, h.Mode)
-			}
-		}
-	}
-	for name, kind := range want {
-		if got[name] != kind {
-			t.Errorf("layer entry %s: got %q, want %q (all: %v)", name, got[name], kind, got)
-		}
-	}
-}
-
-func TestImageArchiveRejectsBadInput(t *testing.T) {
-	for name, img := range map[string]Image{
-		"no tag":        {Ref: "vigil.local/x"},
-		"relative path": {Ref: "vigil.local/x:1", Files: []ImageFile{{Path: "bin/x", Data: []byte("x")}}},
-		"unclean path":  {Ref: "vigil.local/x:1", Files: []ImageFile{{Path: "/bin/../etc/x", Data: []byte("x")}}},
-		"missing file":  {Ref: "vigil.local/x:1", Files: []ImageFile{{Path: "/x", Source: "/nonexistent/vigil"}}},
-	} {
-		t.Run(name, func(t *testing.T) {
-			if err := img.WriteOCIArchive(io.Discard); !errors.Is(err, ErrBadImage) {
-				t.Fatalf("got %v, want ErrBadImage", err)
-			}
-		})
-	}
-}
-
 func TestBusyboxImage(t *testing.T) {
-	if _, err := os.Stat(BusyboxStatic); err != nil {
-		t.Skipf("busybox-static not installed: %v", err)
-	}
+	privtest.RequireTool(t, BusyboxStatic)
 	img, err := NewBusyboxImage(BusyboxImage, BusyboxStatic)
 	if err != nil {
 		t.Fatal(err)

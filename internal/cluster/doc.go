@@ -45,7 +45,12 @@
 //   - Admission webhooks run on the test's host: register them with a
 //     url clientConfig (https://127.0.0.1:PORT/...) and caBundle
 //     c.CA.CertPEM, and a serving cert from c.CA.Issue with IP 127.0.0.1.
-//   - There is no kube-proxy and no DNS; Service IPs do not route.
+//   - There is no kube-proxy and no DNS; Service IPs do not route. The API
+//     server runs with --enable-aggregator-routing, so a webhook behind a
+//     Service (service clientConfig, as a Helm chart installs it) is called
+//     at an endpoint's pod IP over the CNI bridge, with TLS verified for
+//     the Service's DNS name; that needs Options.ControllerManager for the
+//     Endpoints.
 //   - One node cluster runs per machine at a time (a flock in /run/lock):
 //     the kubelet owns host-wide names such as the /kubepods cgroups.
 //     Control-plane-only clusters run in parallel freely.

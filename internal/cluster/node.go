@@ -17,6 +17,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/vigilsec/vigil/internal/ociimage"
 )
 
 // Pod network. ptp (one veth and one /32 host route per pod, no bridge, no
@@ -263,6 +265,15 @@ func (n *node) loadImages(ctx context.Context, c *Cluster) error {
 			return err
 		}
 	}
+	for _, a := range c.opts.ImageArchives {
+		ref, err := ociimage.ArchiveRef(a)
+		if err != nil {
+			return fmt.Errorf("image archive %s: %w", a, err)
+		}
+		if err := n.importArchive(ctx, a, ref); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -271,19 +282,25 @@ func (n *node) importImage(ctx context.Context, img Image) error {
 	if err != nil {
 		return fmt.Errorf("pack image %s: %w", img.Ref, err)
 	}
+	return n.importArchive(ctx, tarball, img.Ref)
+}
+
+// importArchive imports an OCI layout tarball and checks that containerd
+// then lists ref.
+func (n *node) importArchive(ctx context.Context, tarball, ref string) error {
 	if _, err := n.ctrRun(ctx, "-n", "k8s.io", "images", "import", "--platform", "linux/"+runtime.GOARCH, tarball); err != nil {
-		return fmt.Errorf("import image %s: %w", img.Ref, err)
+		return fmt.Errorf("import image %s: %w", ref, err)
 	}
 	out, err := n.ctrRun(ctx, "-n", "k8s.io", "images", "ls", "-q")
 	if err != nil {
 		return err
 	}
 	for _, l := range strings.Fields(out) {
-		if l == img.Ref {
+		if l == ref {
 			return nil
 		}
 	}
-	return fmt.Errorf("import image %s: containerd lists only %q", img.Ref, out)
+	return fmt.Errorf("import image %s: containerd lists only %q", ref, out)
 }
 
 // LoadImage packs img and imports it into the node's containerd, for

@@ -14,10 +14,14 @@ import (
 	"github.com/cilium/ebpf/features"
 )
 
-// RequireRoot skips t unless the test runs as root.
+// RequireRoot skips t unless the test runs as root; under CI, where every
+// kernel test must run, not being root is a failure.
 func RequireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
+		if InCI() {
+			t.Fatal("CI=true but not root: the kernel and container tests would all be skipped")
+		}
 		t.Skip("needs root (run `sudo make test`)")
 	}
 }

@@ -154,7 +154,7 @@ struct ev {
 	vigil_str_t name, exe, pname, path, new_path, cid, op, fstype;
 	vigil_list args, ancestors;
 	vigil_u64 flags, mode, tty, uid, euid, dport;
-	vigil_i64 id[3], ptrace_req, fd;
+	vigil_i64 id[3], ptrace_req, fd, ret;
 	int memfd, upper, has_id[3];
 	vigil_u8 daddr[16];
 	vigil_u32 daddr_len;
@@ -178,6 +178,7 @@ static void load(const vigil_event *e, struct ev *v) {
 		if (vigil__u16(e->p + off - 8 - l + 2) != 0)
 			continue; /* repeated objects are not used by this pack */
 		switch (id) {
+		case VIGIL_F_EVT_RET: v->ret = (vigil_i64)u; break;
 		case VIGIL_F_PROC_NAME: v->name = s; break;
 		case VIGIL_F_PROC_EXE: v->exe = s; break;
 		case VIGIL_F_PROC_ARGS: v->args = ls; break;
@@ -320,6 +321,15 @@ static const vigil_u16 *const F_PRIV = VIGIL_FIELDS(VIGIL_F_PRIV_OP, VIGIL_F_PRI
 						    VIGIL_F_CONTAINER_ID, VIGIL_F_K8S_NS, VIGIL_F_K8S_POD);
 
 /* ---- rules by kind -------------------------------------------------------- */
+
+/* The OCI runtime setting a container up from inside its cgroup: runc's
+ * init stage names itself "runc:[2:INIT]" (and "runc:[1:CHILD]" before it)
+ * and is the host's runc binary; crun's is "crun". Both the name and the
+ * executable must match, so renaming a process alone does not hide a mount. */
+static int oci_runtime_init(struct ev *v) {
+	return (vigil_str_prefix(v->name, "runc:[") && (vigil_str_suffix(v->exe, "/runc") || vigil_str_eq(v->exe, "runc"))) ||
+	       (vigil_str_eq(v->name, "crun") && vigil_str_suffix(v->exe, "/crun"));
+}
 
 static void on_exec(struct ev *v) {
 	int container = v->cid.n > 0;
@@ -501,7 +511,13 @@ void vigil_rules(const vigil_event *e) {
 	case VIGIL_KIND_MODULE_LOAD: vigil_fire(R_KMOD, "Kernel module loaded", F_PRIV); break;
 	case VIGIL_KIND_SETUID: on_setuid(&v); break;
 	case VIGIL_KIND_MOUNT:
-		if (v.cid.n)
+		/* Only a mount that took effect (an unprivileged container's
+		 * attempt fails with EPERM and changes nothing), and not the OCI
+		 * runtime's own set-up: runc's init stage joins the new
+		 * container's cgroup and then makes its mounts (rootfs
+		 * propagation, /proc, /dev ...) before it execs the entrypoint,
+		 * so every container start looked like a mount "from inside". */
+		if (v.cid.n && v.ret == 0 && !oci_runtime_init(&v))
 			vigil_fire(R_MOUNT_PRIV, "Filesystem mounted from inside a container", F_PRIV);
 		break;
 	}

@@ -49,6 +49,13 @@ type Template struct {
 	// pod the controller has already decorated with its own labels, so it
 	// cannot match the revision recorded for the controller.
 	RevisionFromController bool
+
+	// partial: Spec and the metadata hold only what Flatten reads (the
+	// slim decode, see slim.go); raw and unmarshal let Complete decode the
+	// rest.
+	partial   bool
+	raw       []byte
+	unmarshal Unmarshal
 }
 
 // Kinds lists the kinds Decode understands.
@@ -79,6 +86,11 @@ func DecodeWith(unmarshal Unmarshal, kind string, raw []byte) (*Template, error)
 	t := &Template{Kind: kind}
 	switch kind {
 	case "Pod":
+		if ok, err := decodeSlimPod(unmarshal, t, raw); err != nil {
+			return nil, err
+		} else if ok {
+			break
+		}
 		var o corev1.Pod
 		if err := unmarshal(raw, &o); err != nil {
 			return nil, fmt.Errorf("decode pod: %w", err)

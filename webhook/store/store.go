@@ -126,6 +126,22 @@ type Rollout struct {
 	Derive func() (aspects map[string]string, profiles []profile.Expected)
 }
 
+// unchanged reports that r records nothing over the workload's state st.
+func (r *Rollout) unchanged(st *workloadState) bool {
+	return r.FollowLatest || st.Latest == r.Revision || (!r.Controller && st.Known[r.Revision]) || (r.Create && !st.Deleted)
+}
+
+// Unchanged reports whether Record(r) would find nothing to record (one map
+// lookup, no transaction): the webhook then skips decoding the fields only
+// a new revision's profiles need. The answer can be stale by the time
+// Record runs; Record decides again under its lock.
+func (s *Store) Unchanged(r Rollout) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	st, ok := s.workloads[r.Workload]
+	return ok && r.unchanged(st)
+}
+
 // Result says what Record did.
 type Result struct {
 	// Recorded is set when profiles were written (a new revision).
@@ -141,7 +157,7 @@ type Result struct {
 func (s *Store) Record(r Rollout) (Result, error) {
 	s.mu.RLock()
 	st, ok := s.workloads[r.Workload]
-	unchanged := ok && (r.FollowLatest || st.Latest == r.Revision || (!r.Controller && st.Known[r.Revision]) || (r.Create && !st.Deleted))
+	unchanged := ok && r.unchanged(st)
 	closed := s.closed
 	s.mu.RUnlock()
 	if closed {
@@ -159,7 +175,7 @@ func (s *Store) Record(r Rollout) (Result, error) {
 		return Result{}, ErrClosed
 	}
 	st, ok = s.workloads[r.Workload]
-	if ok && (r.FollowLatest || st.Latest == r.Revision || (!r.Controller && st.Known[r.Revision]) || (r.Create && !st.Deleted)) {
+	if ok && r.unchanged(st) {
 		return Result{}, nil
 	}
 	if r.Derive != nil {

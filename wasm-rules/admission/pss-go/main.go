@@ -1,6 +1,8 @@
-// Command pss is Vigil's built-in admission pack: the Kubernetes Pod
-// Security Standards (webhook/pss) behind the rule ABI, as two rules, one per
-// level. Both subscribe to kind admission and both run on every admission
+// Command pss is the Go-SDK build of Vigil's admission pack: the Kubernetes
+// Pod Security Standards (webhook/pss itself) behind the rule ABI, as two
+// rules, one per level. The webhook ships the C port (../pss/pss.c, about
+// ten times cheaper per event in wazero); this build stays as an SDK example
+// and a cross-check, in wasm-rules/build/examples/pss-go.wasm. Both subscribe to kind admission and both run on every admission
 // event; the webhook keeps the findings of the rule whose level (its
 // "pss-level:<level>" tag) matches the namespace's mode and ignores the other.
 //

@@ -1,0 +1,174 @@
+package guard_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vigilsec/vigil/guard/alert"
+	"github.com/vigilsec/vigil/guard/baseline"
+	"github.com/vigilsec/vigil/guard/config"
+	"github.com/vigilsec/vigil/guard/enforce"
+	"github.com/vigilsec/vigil/guard/profile"
+	"github.com/vigilsec/vigil/internal/runctest"
+)
+
+// TestProfileLockInContainer: with baseline.lock, a runc container's
+// profile learns, becomes ready and is locked in the kernel; then a program
+// copied into the container (busybox under the name touch: an allowed name
+// of another file) is killed at exec in production and recorded as "would
+// have killed" in staging, while the learned programs keep running.
+func TestProfileLockInContainer(t *testing.T) {
+	for _, tc := range []struct {
+		env  string
+		mode alert.Mode
+	}{{config.Production, alert.ModeEnforce}, {config.Staging, alert.ModeAudit}} {
+		t.Run(string(tc.env), func(t *testing.T) {
+			ctr := runctest.Start(t, runctest.Options{})
+			rec, g := startGuardG(t, func(c *config.Config) {
+				c.Environment = tc.env
+				c.Baseline.Lock = true
+				c.Baseline.LearningWindow = config.Duration(2 * time.Second)
+				c.Baseline.StableAfter = config.Duration(2 * time.Second)
+				// Other suites run containers on this host at the same
+				// time: lock this test's container only (a runc container
+				// outside Kubernetes is workload "/<id>").
+				c.Modes.Rules = map[string]config.ModeName{
+					enforce.DefaultLockRule:                      "off",
+					"/" + ctr.ID + ":" + enforce.DefaultLockRule: config.ModeName(tc.mode.String()),
+				}
+			})
+			bin := filepath.Join(ctr.Rootfs, "tmp/bin")
+			if err := os.MkdirAll(bin, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			bb, err := os.ReadFile(runctest.BusyboxPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(bin, "touch"), bb, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			// Learn: the container's sleep and a few cats.
+			for i := 0; i < 3; i++ {
+				if out, err := ctr.Exec("cat", "/proc/self/comm"); err != nil {
+					t.Fatalf("cat while learning: %v: %s", err, out)
+				}
+			}
+			deadline := time.Now().Add(40 * time.Second)
+			for g.LockStats().Pushed == 0 {
+				if time.Now().After(deadline) {
+					t.Fatalf("no exec lock in force after 40s: %+v", g.LockStats())
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if st := g.LockStats(); st.Errors != 0 {
+				t.Fatalf("lock errors: %+v", st)
+			}
+			if out, err := ctr.Exec("cat", "/proc/self/comm"); err != nil || strings.TrimSpace(string(out)) != "cat" {
+				t.Fatalf("learned cat under the lock: %v: %q", err, out)
+			}
+
+			marker := filepath.Join(ctr.Rootfs, "tmp/payload.ran")
+			out, err := ctr.Exec("/tmp/bin/touch", "/tmp/payload.ran")
+			_, statErr := os.Stat(marker)
+			ran := statErr == nil
+			if tc.mode == alert.ModeEnforce {
+				var ee interface{ ExitCode() int }
+				if !errors.As(err, &ee) || ee.ExitCode() != 137 || ran {
+					t.Fatalf("copied program in a locked container: err=%v out=%q ran=%v, want exit 137, not run", err, out, ran)
+				}
+			} else if err != nil || !ran {
+				t.Fatalf("copied program in audit mode: err=%v out=%q ran=%v", err, out, ran)
+			}
+			a := rec.waitAlert(t, "profile lock", func(a *alert.Alert) bool {
+				return a.Rule == enforce.DefaultLockRule && a.Event != nil && a.Event.Container.ID == ctr.ID
+			})
+			if a.Mode != tc.mode || a.Action != alert.ActionKill || a.Taken != (tc.mode == alert.ModeEnforce) ||
+				a.Backend != enforce.BackendExecKill.String() || a.Fields["file.name"] != "touch" {
+				t.Fatalf("alert %+v", a)
+			}
+			t.Logf("%s: %s", tc.env, a.Message)
+		})
+	}
+}
+
+// TestLockedProfileFromStore: a profile locked offline (what `vigil
+// baseline lock` writes) is put in force when the guard starts, without
+// baseline.lock: the container's first events after start bring it in.
+func TestLockedProfileFromStore(t *testing.T) {
+	ctr := runctest.Start(t, runctest.Options{})
+	bin := filepath.Join(ctr.Rootfs, "tmp/bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bb, err := os.ReadFile(runctest.BusyboxPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bin, "touch"), bb, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	// A runc container outside Kubernetes, with no image: its profile
+	// key is Container/<id>:<id>@"".
+	k := profile.Key{Workload: "Container/" + ctr.ID, Container: ctr.ID}
+	s, err := baseline.OpenStore(filepath.Join(state, "baseline.db"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := baseline.New(baseline.Config{}, s, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Seed(profile.Expected{Key: k, Executables: []string{"/bin/busybox"}})
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.Get(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.State = baseline.StateLocked
+	if err := s.Put(p); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+
+	rec, g := startGuardG(t, func(c *config.Config) {
+		c.Environment = config.Production
+		c.StateDir = state
+		c.Modes.Rules = map[string]config.ModeName{
+			enforce.DefaultLockRule:                      "off",
+			"/" + ctr.ID + ":" + enforce.DefaultLockRule: "enforce",
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for g.LockStats().Pushed == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("stored lock not put in force after 30s: %+v", g.LockStats())
+		}
+		// Any event of the container tells the guard its cgroup.
+		if out, err := ctr.Exec("cat", "/proc/self/comm"); err != nil {
+			t.Fatalf("cat: %v: %s", err, out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	out, err := ctr.Exec("/tmp/bin/touch", "/tmp/payload.ran")
+	var ee interface{ ExitCode() int }
+	if !errors.As(err, &ee) || ee.ExitCode() != 137 {
+		t.Fatalf("copied program under a stored lock: err=%v out=%q, want exit 137", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(ctr.Rootfs, "tmp/payload.ran")); err == nil {
+		t.Fatal("copied program ran")
+	}
+	a := rec.waitAlert(t, "profile lock", func(a *alert.Alert) bool {
+		return a.Rule == enforce.DefaultLockRule && a.Event != nil && a.Event.Container.ID == ctr.ID
+	})
+	if a.Mode != alert.ModeEnforce || !a.Taken {
+		t.Fatalf("alert %+v", a)
+	}
+}
