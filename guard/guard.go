@@ -29,6 +29,7 @@ import (
 	"github.com/vigilsec/vigil/guard/baseline"
 	"github.com/vigilsec/vigil/guard/config"
 	"github.com/vigilsec/vigil/guard/container"
+	"github.com/vigilsec/vigil/guard/crdwatch"
 	"github.com/vigilsec/vigil/guard/enforce"
 	"github.com/vigilsec/vigil/guard/event"
 	"github.com/vigilsec/vigil/guard/metrics"
@@ -82,6 +83,7 @@ type Guard struct {
 
 	// Profiles from the webhook (profiles.go).
 	profiles      *webhook.Client
+	crdWatch      *crdwatch.Watcher
 	admitted      workloads
 	profileErrors atomic.Uint64
 	baselineQuiet atomic.Uint64 // behavior alerts below MinPriority
@@ -279,6 +281,11 @@ func New(ctx context.Context, opt Options) (g *Guard, err error) {
 			return g, fmt.Errorf("profiles: %w", err)
 		}
 	}
+	if cfg.Baseline.ProfilesSource == "crd" {
+		if g.crdWatch, err = g.newCRDWatch(cfg.Baseline); err != nil {
+			return g, fmt.Errorf("profiles: %w", err)
+		}
+	}
 
 	// 6. Outputs.
 	var sinks []output.Sink
@@ -364,6 +371,13 @@ func (g *Guard) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			g.syncProfiles(ctx, g.profiles)
+		}()
+	}
+	if g.crdWatch != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g.crdWatch.Run(ctx)
 		}()
 	}
 	wg.Add(3)
@@ -642,6 +656,10 @@ func (g *Guard) Close() error {
 		}
 		if g.out != nil {
 			add(g.out.Close())
+		}
+		// The watcher feeds the detector: it stops first.
+		if g.crdWatch != nil {
+			add(g.crdWatch.Close())
 		}
 		if g.detector != nil {
 			add(g.detector.Close())

@@ -41,6 +41,8 @@ var (
 	dMetaMissing    = desc("vigil_container_metadata_missing_total", "Container events emitted without runtime metadata.")
 	dMetaPending    = desc("vigil_container_metadata_pending_total", "Container events emitted before their runtime lookup completed.")
 	dWarmTimeouts   = desc("vigil_container_warm_timeouts_total", "Running containers not resolved within the start-up wait.")
+	dCRDObjects     = desc("vigil_baseline_crd_objects_total", "WorkloadProfile specs seeded into detection, or skipped as invalid (crd profiles source).", "result")
+	dCRDStatus      = desc("vigil_baseline_crd_status_writes_total", "Status writes to WorkloadProfiles: ok, error (retried next interval), skipped (no object for a learned profile).", "result")
 )
 
 func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v uint64, labels ...string) {
@@ -56,7 +58,7 @@ func (g *Guard) registerMetrics() {
 	all := []*prometheus.Desc{dSensorEvents, dSensorKindDrop, dSensorFiltered, dSensorCPUDrop, dSensorDecode, dPipelineDrop,
 		dRuleEvents, dRuleVerdicts, dRuleQuar, dRuleBusy, dAlerts, dSuppressed, dOutSent, dOutDrop, dOutFail,
 		dKillErr, dPolicyApplied, dPolicyErrors, dPolicyDropped, dProfiles, dBaseDrop, dProcs, dUnresolved, dMetaMissing,
-		dLockPushes, dLockErrors}
+		dLockPushes, dLockErrors, dCRDObjects, dCRDStatus}
 	_ = g.metrics.CollectFunc(all, func(ch chan<- prometheus.Metric) {
 		if st, err := g.sensor.Stats(); err == nil {
 			for k, ks := range st.Kinds {
@@ -101,6 +103,14 @@ func (g *Guard) registerMetrics() {
 		counter(ch, dLockPushes, g.lockPushes.Load())
 		counter(ch, dLockErrors, g.lockErrors.Load())
 		counter(ch, dPolicyDropped, g.applyDropped.Load())
+		if g.crdWatch != nil {
+			st := g.crdWatch.Stats()
+			counter(ch, dCRDObjects, st.Seeded, "seeded")
+			counter(ch, dCRDObjects, st.Invalid, "invalid")
+			counter(ch, dCRDStatus, st.StatusWrites, "ok")
+			counter(ch, dCRDStatus, st.StatusErrors, "error")
+			counter(ch, dCRDStatus, st.StatusSkipped, "skipped")
+		}
 		if g.detector != nil {
 			g.detMu.Lock()
 			sums := g.detector.Profiles()

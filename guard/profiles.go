@@ -2,13 +2,21 @@ package guard
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"time"
 
+	"k8s.io/client-go/dynamic"
+
+	"github.com/vigilsec/vigil/guard/baseline"
+	"github.com/vigilsec/vigil/guard/config"
+	"github.com/vigilsec/vigil/guard/crdwatch"
 	"github.com/vigilsec/vigil/guard/event"
 	"github.com/vigilsec/vigil/guard/profile"
 	"github.com/vigilsec/vigil/webhook"
+	"github.com/vigilsec/vigil/webhook/crd"
 )
 
 // workloads maps a pod's (namespace, revision) to the workload the webhook
@@ -127,4 +135,58 @@ func (g *Guard) pullProfiles(ctx context.Context, c *webhook.Client) {
 	if g.detector != nil && err == nil {
 		g.detector.SetWindows(windows)
 	}
+}
+
+// newCRDWatch builds the WorkloadProfile watcher of the crd profiles
+// source; Run starts it.
+func (g *Guard) newCRDWatch(b config.Baseline) (*crdwatch.Watcher, error) {
+	rc, err := crd.RESTConfig(b.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	rc.UserAgent = "vigil-guard"
+	dc, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("dynamic client: %w", err)
+	}
+	node := b.NodeName
+	if node == "" {
+		node = os.Getenv("NODE_NAME")
+	}
+	if node == "" {
+		if node, err = os.Hostname(); err != nil {
+			return nil, fmt.Errorf("node name: %w", err)
+		}
+	}
+	return crdwatch.New(crdwatch.Config{Client: dc, Node: node, StatusInterval: b.StatusInterval.Std(), Logger: g.log}, crdSink{g})
+}
+
+// crdSink hands the watcher's profiles to the detector under the guard's
+// detector lock, and remembers which workload each revision belongs to.
+type crdSink struct{ g *Guard }
+
+func (s crdSink) Seed(p profile.Expected) {
+	s.g.admitted.put(p.Key.Namespace, p.Key.Revision, p.Key.Workload)
+	s.g.detMu.Lock()
+	defer s.g.detMu.Unlock()
+	if s.g.detector != nil {
+		s.g.detector.Seed(p)
+	}
+}
+
+func (s crdSink) SetWindows(ws []profile.ReleaseWindow) {
+	s.g.detMu.Lock()
+	defer s.g.detMu.Unlock()
+	if s.g.detector != nil {
+		s.g.detector.SetWindows(ws)
+	}
+}
+
+func (s crdSink) Profiles() []baseline.Summary {
+	s.g.detMu.Lock()
+	defer s.g.detMu.Unlock()
+	if s.g.detector == nil {
+		return nil
+	}
+	return s.g.detector.Profiles()
 }

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 helm=${VIGIL_HELM:-$(scripts/helm-bin.sh)}
 render() {
-	"$helm" template vigil deploy/helm/vigil -n vigil-system --api-versions cert-manager.io/v1 |
+	"$helm" template vigil deploy/helm/vigil -n vigil-system --include-crds --api-versions cert-manager.io/v1 |
 		grep -v '^# Source:'
 }
 if [[ "${1:-}" == "--stdout" ]]; then render; exit 0; fi

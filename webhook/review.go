@@ -247,6 +247,7 @@ func (s *Server) review(req *admissionv1.AdmissionRequest, now time.Time) (outco
 	if op != string(admissionv1.Create) && op != string(admissionv1.Update) {
 		return o, nil
 	}
+	var derived []profile.Expected
 	rollout := store.Rollout{
 		Workload:     profile.WorkloadKey{Namespace: ns, Workload: tmpl.Workload},
 		Revision:     tmpl.Revision,
@@ -260,7 +261,8 @@ func (s *Server) review(req *admissionv1.AdmissionRequest, now time.Time) (outco
 			// Complete ran below unless the store's state changed in
 			// between; then a decode error leaves the rules' fields only.
 			_ = tmpl.Complete()
-			return tmpl.Aspects(), tmpl.Expected(ns, now)
+			derived = tmpl.Expected(ns, now)
+			return tmpl.Aspects(), derived
 		},
 	}
 	// A pod decoded for the rules only (object.Template.Partial) is
@@ -276,6 +278,13 @@ func (s *Server) review(req *admissionv1.AdmissionRequest, now time.Time) (outco
 	// depend on the store's disk. It is counted and logged.
 	o.storeErr = err
 	o.window, o.recorded = res.Window, res.Recorded
+	if err == nil && s.cfg.Profiles != nil && (res.Recorded || res.Window != nil) {
+		if !res.Recorded {
+			derived = nil // a known revision: only its window is new
+		}
+		// Never blocks; a full queue is counted by the sink.
+		s.cfg.Profiles.Enqueue(profile.WorkloadKey{Namespace: ns, Workload: tmpl.Workload}, tmpl.Revision, derived, res.Window)
+	}
 	return o, nil
 }
 

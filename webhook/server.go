@@ -28,6 +28,7 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 
+	"github.com/vigilsec/vigil/guard/profile"
 	"github.com/vigilsec/vigil/webhook/object"
 	"github.com/vigilsec/vigil/webhook/store"
 )
@@ -75,6 +76,13 @@ type Config struct {
 	// failure policy.
 	MaxRuleEventBytes int
 
+	// Profiles, when set, also receives every recorded revision and opened
+	// release window, off the admission path (the CRD backend: a
+	// crd.Writer). The bbolt store and the local API keep working either
+	// way; at start the store's content is re-queued to it, so what a
+	// restart or a full queue lost is written eventually.
+	Profiles ProfileSink
+
 	// AuditLog receives one JSON line per audit record; nil discards.
 	AuditLog io.Writer
 	// Logger for operational messages; nil discards.
@@ -114,6 +122,15 @@ func (c *Config) defaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+}
+
+// ProfileSink receives recorded revisions. Enqueue must not block: it runs
+// on the admission path. It reports false when it dropped the update (and
+// counted the drop).
+type ProfileSink interface {
+	Enqueue(wk profile.WorkloadKey, revision string, ps []profile.Expected, w *profile.ReleaseWindow) bool
+	// Collectors are registered with the server's metrics.
+	Collectors() []prometheus.Collector
 }
 
 // Server is the admission webhook. Create it with New, run it with Serve,
@@ -166,6 +183,13 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.metrics = newMetrics()
+	if cfg.Profiles != nil {
+		s.metrics.reg.MustRegister(cfg.Profiles.Collectors()...)
+		if err := s.resyncProfiles(); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
 	s.handler = s.route
 	s.http = &fasthttp.Server{
 		Handler:                       s.handler,
@@ -515,4 +539,46 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer s.Close()
 	return s.Serve(ctx)
+}
+
+// resyncProfiles queues every revision in the store, with the latest
+// window opened for it, to cfg.Profiles: the CRD backend's applies are
+// idempotent, and this is how a revision whose write was lost (a kill -9,
+// a full queue, the CRD backend enabled late) reaches the cluster.
+func (s *Server) resyncProfiles() error {
+	type rev struct {
+		wk  profile.WorkloadKey
+		rev string
+	}
+	ps, _, err := s.store.Profiles(0, 0)
+	if err != nil {
+		return fmt.Errorf("resync profiles: %w", err)
+	}
+	ws, err := s.store.Windows(0, false, s.cfg.Now())
+	if err != nil {
+		return fmt.Errorf("resync windows: %w", err)
+	}
+	var order []rev
+	byRev := map[rev][]profile.Expected{}
+	for _, p := range ps {
+		r := rev{profile.WorkloadKey{Namespace: p.Key.Namespace, Workload: p.Key.Workload}, p.Key.Revision}
+		if _, ok := byRev[r]; !ok {
+			order = append(order, r)
+		}
+		byRev[r] = append(byRev[r], p.Expected)
+	}
+	windows := map[rev]*profile.ReleaseWindow{}
+	for i := range ws {
+		windows[rev{ws[i].Workload, ws[i].Revision}] = &ws[i].ReleaseWindow
+	}
+	for _, r := range order {
+		s.cfg.Profiles.Enqueue(r.wk, r.rev, byRev[r], windows[r])
+		delete(windows, r)
+	}
+	// Windows of revisions whose profiles were recorded before this store
+	// (none in practice) go alone.
+	for r, w := range windows {
+		s.cfg.Profiles.Enqueue(r.wk, r.rev, nil, w)
+	}
+	return nil
 }

@@ -11,9 +11,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
 
 	"github.com/vigilsec/vigil/guard/rules"
 	"github.com/vigilsec/vigil/webhook"
+	"github.com/vigilsec/vigil/webhook/crd"
 )
 
 type webhookFlags struct {
@@ -39,6 +42,10 @@ type webhookFlags struct {
 	ruleFailure        string
 	maxRuleEvent       int
 	rulesUnchecked     []string
+	profilesBackend    string
+	kubeconfig         string
+	crdQueue           int
+	crdTimeout         time.Duration
 }
 
 func newWebhookCmd() *cobra.Command { return newWebhookCmdWith(&webhookFlags{}) }
@@ -90,6 +97,12 @@ Guards read them from /v1/profiles and /v1/windows. See webhook/README.md.`,
 	fl.StringSliceVar(&f.rulesUnchecked, "admission-rules-unchecked", nil, "sha256:<hex> digests of vetted admission modules to run without wazero's termination checks "+
 		"(about 30 CPU-µs less per review for the built-in C pack; such a module is no longer stopped by --admission-rule-timeout); repeatable")
 	fl.StringVar(&f.ruleFailure, "admission-rule-failure", "open", "when an admission rule fails (trap, loop, quarantine): open allows with an audit record, closed denies in enforce namespaces")
+	fl.StringVar(&f.profilesBackend, "profiles-backend", "auto", "where recorded profiles go besides the bbolt store and the local API: "+
+		"crd also writes WorkloadProfile objects (asynchronously; admission never waits for the API server), bbolt writes nothing else; "+
+		"auto is crd when running in a pod or given --kubeconfig, else bbolt")
+	fl.StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig of the cluster the crd backend writes to (default: the pod's service account)")
+	fl.IntVar(&f.crdQueue, "crd-queue", 1024, "revisions the crd backend holds while the API server is slow or down; more are dropped (counted) and re-queued from the store at the next start")
+	fl.DurationVar(&f.crdTimeout, "crd-request-timeout", 10*time.Second, "time limit of one WorkloadProfile write; a slower API server counts as down and the write is retried with backoff")
 	return cmd
 }
 
@@ -101,6 +114,12 @@ type runWebhookCfg struct {
 	hosts      []string
 	auditPath  string
 	rules      rules.Config // Dir "native": no engine
+	// crd is set when profiles also go to WorkloadProfile objects.
+	crd        bool
+	crdAuto    bool // chosen by auto: a pod without a token falls back to bbolt
+	kubeconfig string
+	crdQueue   int
+	crdTimeout time.Duration
 }
 
 // systemPackDir is where packages install the built-in admission pack.
@@ -176,6 +195,17 @@ func (f *webhookFlags) config() (runWebhookCfg, error) {
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 	}
 	c.selfSigned, c.dir, c.hosts, c.auditPath = f.selfSigned, f.selfSignedDir, f.selfSignedHosts, f.auditLog
+	switch f.profilesBackend {
+	case "crd":
+		c.crd = true
+	case "bbolt":
+	case "auto":
+		c.crd = f.kubeconfig != "" || crd.InCluster()
+		c.crdAuto = true
+	default:
+		return c, fmt.Errorf("--profiles-backend %q: want auto, crd or bbolt", f.profilesBackend)
+	}
+	c.kubeconfig, c.crdQueue, c.crdTimeout = f.kubeconfig, f.crdQueue, f.crdTimeout
 	return c, nil
 }
 
@@ -231,6 +261,33 @@ func runWebhook(ctx context.Context, c runWebhookCfg) error {
 		c.server.Rules = w
 	} else {
 		c.server.Logger.Warn("admission rules: native in-process Pod Security Standards checks; no Wasm rules run")
+	}
+	var rc *rest.Config
+	if c.crd {
+		var err error
+		rc, err = crd.RESTConfig(c.kubeconfig)
+		switch {
+		case err != nil && c.crdAuto:
+			c.server.Logger.Warn("profiles backend auto: no usable service account, using bbolt only", "err", err)
+			rc = nil
+		case err != nil:
+			return fmt.Errorf("profiles backend crd: %w", err)
+		}
+	}
+	if rc != nil {
+		rc.UserAgent = "vigil-webhook"
+		dc, err := dynamic.NewForConfig(rc)
+		if err != nil {
+			return fmt.Errorf("profiles backend crd: %w", err)
+		}
+		w := crd.NewWriter(crd.NewDynamicApplier(dc), crd.WriterConfig{QueueSize: c.crdQueue, RequestTimeout: c.crdTimeout, Logger: c.server.Logger})
+		// Deferred before Run's own close: the server stops enqueueing
+		// first, then the writer stops.
+		defer w.Close()
+		c.server.Profiles = w
+		c.server.Logger.Info("profiles backend: crd (WorkloadProfile objects) and bbolt", "api", rc.Host)
+	} else {
+		c.server.Logger.Info("profiles backend: bbolt and the local API only")
 	}
 	return webhook.Run(ctx, c.server)
 }

@@ -37,6 +37,30 @@ func TestWebhookFlags(t *testing.T) {
 		t.Errorf("window %v self-signed %v", c.server.WindowDuration, c.selfSigned)
 	}
 
+	// auto: bbolt alone off-cluster, crd when given a kubeconfig or in a pod.
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	for _, tc := range []struct {
+		args []string
+		crd  bool
+	}{
+		{nil, false},
+		{[]string{"--kubeconfig", "/k"}, true},
+		{[]string{"--profiles-backend", "bbolt", "--kubeconfig", "/k"}, false},
+		{[]string{"--profiles-backend", "crd"}, true},
+	} {
+		var f webhookFlags
+		if err := newWebhookCmdWith(&f).ParseFlags(append([]string{"--self-signed"}, tc.args...)); err != nil {
+			t.Fatal(err)
+		}
+		if c, err := f.config(); err != nil || c.crd != tc.crd {
+			t.Errorf("%v: crd %v (%v), want %v", tc.args, c.crd, err, tc.crd)
+		}
+	}
+	t.Setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+	if c, _ := f.config(); !c.crd || !c.crdAuto {
+		t.Error("auto in a pod: want crd, falling back when the pod has no token")
+	}
+
 	for _, bad := range [][]string{
 		{}, // no TLS material
 		{"--self-signed", "--default-mode", "loud"},
@@ -45,6 +69,7 @@ func TestWebhookFlags(t *testing.T) {
 		{"--self-signed", "--admission-rule-failure", "maybe"},
 		{"--self-signed", "--admission-rules-unchecked", "md5:abc"},
 		{"--self-signed", "--admission-rules-unchecked", "sha256:ABCDEF"},
+		{"--self-signed", "--profiles-backend", "etcd"},
 	} {
 		var f webhookFlags
 		cmd := newWebhookCmdWith(&f)

@@ -266,6 +266,20 @@ type Baseline struct {
 	ProfilesURL string `json:"profilesURL,omitempty"`
 	// ProfilesCA is the PEM CA that signs the webhook's serving cert.
 	ProfilesCA string `json:"profilesCA,omitempty"`
+	// ProfilesSource is where expected-behavior profiles and release
+	// windows come from: "api" polls ProfilesURL (the default when it is
+	// set), "crd" watches WorkloadProfile objects and writes this node's
+	// learned-state summary into their status.
+	ProfilesSource string `json:"profilesSource,omitempty"`
+	// Kubeconfig is the cluster the crd source watches (default: the
+	// pod's service account).
+	Kubeconfig string `json:"kubeconfig,omitempty"`
+	// NodeName names this guard's status entry (default: $NODE_NAME, else
+	// the host name).
+	NodeName string `json:"nodeName,omitempty"`
+	// StatusInterval throttles status writes of the crd source: at most
+	// one per object per interval, none while nothing changed [30s].
+	StatusInterval Duration `json:"statusInterval,omitempty"`
 	// MinPriority drops behavior alerts less severe than this (they are
 	// still learned and counted). Default Notice: the informational
 	// "learned during a release" records stay out of on-call's way.
@@ -458,6 +472,15 @@ func (c *Config) Validate() error {
 	}
 	if u := c.Baseline.ProfilesURL; u != "" && (!strings.HasPrefix(u, "https://") || c.Baseline.ProfilesCA == "") {
 		bad("baseline.profilesURL %q: want https:// with baseline.profilesCA set", u)
+	}
+	switch c.Baseline.ProfilesSource {
+	case "", "api":
+	case "crd":
+		if c.Baseline.ProfilesURL != "" {
+			bad("baseline.profilesSource crd: profilesURL is for the api source; set one or the other")
+		}
+	default:
+		bad("baseline.profilesSource %q: want api or crd", c.Baseline.ProfilesSource)
 	}
 	if l := c.Metrics.Listen; l != "" {
 		if _, _, err := net.SplitHostPort(l); err != nil {

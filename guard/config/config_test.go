@@ -94,6 +94,9 @@ func TestBadConfigGivesClearErrors(t *testing.T) {
 		{"output: {syslog: {network: smoke, address: x}}", "unixgram, udp or tcp"},
 		{"metrics: {listen: nope}", "metrics.listen"},
 		{"rules: [1, 2]", "cannot unmarshal"},
+		{"baseline: {profilesSource: crd, statusInterval: 10s, nodeName: n1}", "__ok__"},
+		{"baseline: {profilesSource: etcd}", "want api or crd"},
+		{"baseline: {profilesSource: crd, profilesURL: 'https://w', profilesCA: ca.pem}", "set one or the other"},
 	} {
 		c := Default()
 		err := Parse([]byte(tc.yaml), &c)

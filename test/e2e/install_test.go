@@ -73,7 +73,7 @@ func TestInstall(t *testing.T) {
 	st = time.Now()
 	render := func(preset string, extra ...string) string {
 		args := []string{"template", "vigil", filepath.Join(root, "deploy/helm/vigil"),
-			"--namespace", installNS,
+			"--namespace", installNS, "--include-crds",
 			"-f", filepath.Join(root, "deploy/helm/vigil", preset),
 			"--set", "image.repository=vigil.local/vigil,image.tag=e2e,image.pullPolicy=Never",
 			"--set", "webhook.replicas=1",
