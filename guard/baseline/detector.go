@@ -455,6 +455,7 @@ func (d *Detector) Observe(ev *event.Event) []alert.Alert {
 			p.Execs[exe] = struct{}{}
 			d.dirty[p.Key] = struct{}{}
 		}
+		out = d.observeName(out, p, exe, ev, t, dropped)
 		if len(ev.Proc.Ancestors) > 0 {
 			parent := ev.Proc.Ancestors[0].Exe
 			if parent == "" {
@@ -552,7 +553,7 @@ func (d *Detector) novel(out []alert.Alert, p *Profile, b Behavior, ev *event.Ev
 		}
 		evc := *ev
 		dv = &deviation{b: b, first: t, ev: &evc, dropped: dropped,
-			block: b.Cat == CatExec && p.State == StateLocked && d.cfg.Mode == alert.ModeAudit}
+			block: (b.Cat == CatExec || b.Cat == CatExecName) && p.State == StateLocked && d.cfg.Mode == alert.ModeAudit}
 		d.devs[dk] = dv
 		d.stats.Deviations++
 	} else {
@@ -579,6 +580,48 @@ func (d *Detector) novel(out []alert.Alert, p *Profile, b Behavior, ev *event.Ev
 	return d.emit(out, p, dv)
 }
 
+// execNameOf returns the name an exec event ran its program by: the last
+// component of proc.exec_path, or of argv[0] for events without it (an
+// older sensor, a replayed recording); "" when neither names a file.
+func execNameOf(ev *event.Event) string {
+	if ev == nil || ev.Kind != event.KindExec {
+		return ""
+	}
+	if ev.Proc.ExecPath != "" {
+		return nameOf(ev.Proc.ExecPath)
+	}
+	if len(ev.Proc.Args) > 0 {
+		return nameOf(ev.Proc.Args[0])
+	}
+	return ""
+}
+
+// observeName checks the name a known executable ran under. A new name of
+// a file whose names are tracked is a new behavior, scored like a new
+// executable: busybox as wget is not busybox as sh. A name the manifest
+// gives a program is recorded for the file silently, as the manifest's
+// bare executables are. An executable whose names are not tracked (learned
+// before they were recorded) gets them while its profile learns, and is
+// left alone after.
+func (d *Detector) observeName(out []alert.Alert, p *Profile, exe string, ev *event.Event, t time.Time, dropped bool) []alert.Alert {
+	name := execNameOf(ev)
+	if name == "" || name == reexecName {
+		return out
+	}
+	if _, ok := p.ExecNames[exe][name]; ok {
+		return out
+	}
+	switch {
+	case p.hasExecName(exe, name) || (!p.tracksNames(exe) && p.State == StateLearning):
+		if p.addExecName(exe, name) {
+			d.dirty[p.Key] = struct{}{}
+		}
+	case p.tracksNames(exe):
+		out = d.novel(out, p, Behavior{CatExecName, ExecName(exe, name)}, ev, t, dropped)
+	}
+	return out
+}
+
 // edgeOf returns the exec edge of an exec event, "" without ancestry.
 func edgeOf(ev *event.Event) string {
 	if ev == nil || ev.Kind != event.KindExec || len(ev.Proc.Ancestors) == 0 {
@@ -595,12 +638,18 @@ func edgeOf(ev *event.Event) string {
 	return parent + ">" + exe
 }
 
-// learnWith folds b into p, and for a new executable also the exec edge of
-// the event that introduced it.
+// learnWith folds b into p, and for a new executable also the exec edge
+// and the name of the event that introduced it.
 func (d *Detector) learnWith(p *Profile, b Behavior, ev *event.Event, t time.Time) {
 	d.learn(p, b, t)
-	if e := edgeOf(ev); e != "" && b.Cat == CatExec {
+	if b.Cat != CatExec {
+		return
+	}
+	if e := edgeOf(ev); e != "" {
 		d.learn(p, Behavior{CatEdge, e}, t)
+	}
+	if n := execNameOf(ev); n != "" && n != reexecName {
+		d.learn(p, Behavior{CatExecName, ExecName(b.Value, n)}, t)
 	}
 }
 
@@ -650,7 +699,7 @@ var ruleNames = [...]string{
 	CatRead: "baseline.new_file_read", CatWrite: "baseline.new_file_write",
 	CatConnect: "baseline.new_egress", CatListen: "baseline.new_listen",
 	CatPriv: "baseline.new_privilege_op", CatRate: "baseline.rate_anomaly",
-	CatCombo: "baseline.combination",
+	CatCombo: "baseline.combination", CatExecName: "baseline.new_exec_name",
 }
 
 func (d *Detector) alertFor(p *Profile, dv *deviation) alert.Alert {
@@ -923,8 +972,13 @@ func (d *Detector) Accept(k profile.Key, b Behavior) error {
 		return fmt.Errorf("accept %s: %w", b, err)
 	}
 	if dv := d.devs[devKey{k, b}]; dv != nil && b.Cat == CatExec {
+		// The program was accepted as it ran: from its parent, under
+		// its name.
 		if e := edgeOf(dv.ev); e != "" {
 			p.Add(Behavior{CatEdge, e})
+		}
+		if n := execNameOf(dv.ev); n != "" && n != reexecName {
+			p.Add(Behavior{CatExecName, ExecName(b.Value, n)})
 		}
 	}
 	delete(d.devs, devKey{k, b})
