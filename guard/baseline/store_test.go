@@ -30,6 +30,9 @@ func learnedWebProfile(i int) *Profile {
 		p.Add(Behavior{CatExec, e})
 		p.Add(Behavior{CatEdge, shim + ">" + e})
 	}
+	for _, n := range []string{"sh", "sed", "busybox"} {
+		p.Add(Behavior{CatExecName, ExecName(busybox, n)})
+	}
 	for j := 0; j < 200; j++ {
 		p.Add(Behavior{CatRead, fmt.Sprintf("/usr/share/nginx/html/section%d/page-%s.html", j%12, strings.Repeat("x", j%17+1))})
 	}
@@ -98,6 +101,11 @@ func FuzzDecodeProfile(f *testing.F) {
 	f.Add(learnedWebProfile(1).Encode())
 	f.Add(newProfile(webKey("x"), day0).Encode())
 	f.Add([]byte{1, 0, 0, 0, 0})
+	if v1, err := os.ReadFile("testdata/profile-v1.db"); err == nil {
+		// Not a record, but bbolt pages holding one: bytes a decoder must
+		// survive.
+		f.Add(v1[:4096])
+	}
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := DecodeProfile(b)
