@@ -151,16 +151,24 @@ func (p *Profile) seed(exp *profile.Expected) {
 	if !exp.AdmittedAt.IsZero() {
 		p.AdmittedAt = exp.AdmittedAt
 	}
-	for _, e := range exp.Executables {
-		if e != "" {
-			p.Execs[e] = struct{}{}
-			p.addExecName("", nameOf(e))
+	runs := append([]string(nil), exp.Executables...)
+	for _, argv := range exp.Commands {
+		if len(argv) > 0 {
+			runs = append(runs, argv[0])
 		}
 	}
-	for _, argv := range exp.Commands {
-		if len(argv) > 0 && argv[0] != "" {
-			p.Execs[argv[0]] = struct{}{}
-			p.addExecName("", nameOf(argv[0]))
+	for _, e := range runs {
+		if e == "" {
+			continue
+		}
+		p.Execs[e] = struct{}{}
+		// The manifest runs it by this name, whichever file it turns out
+		// to be; a path is also allowed as the name it says, and nothing
+		// more, so a seeded /bin/sh in a busybox image is not every
+		// applet.
+		p.addExecName("", nameOf(e))
+		if strings.HasPrefix(e, "/") {
+			p.addExecName(e, nameOf(e))
 		}
 	}
 	for _, lp := range exp.ListenPorts {
