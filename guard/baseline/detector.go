@@ -580,20 +580,31 @@ func (d *Detector) novel(out []alert.Alert, p *Profile, b Behavior, ev *event.Ev
 	return d.emit(out, p, dv)
 }
 
-// execNameOf returns the name an exec event ran its program by: the last
-// component of proc.exec_path, or of argv[0] for events without it (an
-// older sensor, a replayed recording); "" when neither names a file.
-func execNameOf(ev *event.Event) string {
+// execNamesOf returns the names an exec event ran its program by, as the
+// exec lock checks them: the last component of proc.exec_path, and that
+// of argv[0] (one leading '-', a login shell's, dropped), which a
+// multi-call binary picks its behaviour from. Busybox running an applet
+// in a child execs /proc/self/exe with argv[0] "sleep": "exe" is allowed
+// for every allowed file and not a name, "sleep" is. Events without
+// proc.exec_path (an older sensor, a recording) have argv[0] only.
+func execNamesOf(ev *event.Event) []string {
 	if ev == nil || ev.Kind != event.KindExec {
-		return ""
+		return nil
 	}
-	if ev.Proc.ExecPath != "" {
-		return nameOf(ev.Proc.ExecPath)
+	var out []string
+	if n := nameOf(ev.Proc.ExecPath); n != "" && n != reexecName {
+		out = append(out, n)
 	}
 	if len(ev.Proc.Args) > 0 {
-		return nameOf(ev.Proc.Args[0])
+		n := nameOf(ev.Proc.Args[0])
+		if len(n) > 1 && n[0] == '-' {
+			n = n[1:]
+		}
+		if n != "" && n != reexecName && (len(out) == 0 || out[0] != n) {
+			out = append(out, n)
+		}
 	}
-	return ""
+	return out
 }
 
 // observeName checks the name a known executable ran under. A new name of
@@ -604,20 +615,19 @@ func execNameOf(ev *event.Event) string {
 // before they were recorded) gets them while its profile learns, and is
 // left alone after.
 func (d *Detector) observeName(out []alert.Alert, p *Profile, exe string, ev *event.Event, t time.Time, dropped bool) []alert.Alert {
-	name := execNameOf(ev)
-	if name == "" || name == reexecName {
-		return out
-	}
-	if _, ok := p.ExecNames[exe][name]; ok {
-		return out
-	}
-	switch {
-	case p.hasExecName(exe, name) || (!p.tracksNames(exe) && p.State == StateLearning):
-		if p.addExecName(exe, name) {
-			d.dirty[p.Key] = struct{}{}
+	tracked := p.tracksNames(exe)
+	for _, name := range execNamesOf(ev) {
+		if _, ok := p.ExecNames[exe][name]; ok {
+			continue
 		}
-	case p.tracksNames(exe):
-		out = d.novel(out, p, Behavior{CatExecName, ExecName(exe, name)}, ev, t, dropped)
+		switch {
+		case p.hasExecName(exe, name) || (!tracked && p.State == StateLearning):
+			if p.addExecName(exe, name) {
+				d.dirty[p.Key] = struct{}{}
+			}
+		case tracked:
+			out = d.novel(out, p, Behavior{CatExecName, ExecName(exe, name)}, ev, t, dropped)
+		}
 	}
 	return out
 }
@@ -648,7 +658,7 @@ func (d *Detector) learnWith(p *Profile, b Behavior, ev *event.Event, t time.Tim
 	if e := edgeOf(ev); e != "" {
 		d.learn(p, Behavior{CatEdge, e}, t)
 	}
-	if n := execNameOf(ev); n != "" && n != reexecName {
+	for _, n := range execNamesOf(ev) {
 		d.learn(p, Behavior{CatExecName, ExecName(b.Value, n)}, t)
 	}
 }
@@ -977,7 +987,7 @@ func (d *Detector) Accept(k profile.Key, b Behavior) error {
 		if e := edgeOf(dv.ev); e != "" {
 			p.Add(Behavior{CatEdge, e})
 		}
-		if n := execNameOf(dv.ev); n != "" && n != reexecName {
+		for _, n := range execNamesOf(dv.ev) {
 			p.Add(Behavior{CatExecName, ExecName(b.Value, n)})
 		}
 	}

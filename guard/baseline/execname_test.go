@@ -175,6 +175,21 @@ func TestSeededNamesAndArgv0Fallback(t *testing.T) {
 	if as := r.take(); len(as) != 1 || as[0].Fields["baseline.behavior"] != "exec_name:nc@/bin/busybox" {
 		t.Fatalf("new name by argv[0]: %+v", as)
 	}
+	// A login shell's argv[0] is its name with a '-'.
+	e = r.ev(p, event.KindExec, r.now)
+	e.Proc.Exe, e.Proc.ExecPath, e.Proc.Args = busybox, "/bin/sh", []string{"-sh"}
+	e.Proc.Ancestors = []event.Ancestor{{Name: "sh", Exe: sh}}
+	r.feed(e)
+	r.requireQuiet("login shell")
+	// Busybox runs an applet in a child by re-executing itself: the
+	// applet is argv[0], which the lock checks for a multi-call binary.
+	e = r.ev(p, event.KindExec, r.now)
+	e.Proc.Exe, e.Proc.ExecPath, e.Proc.Args = busybox, "/proc/self/exe", []string{"vi", "/etc/passwd"}
+	e.Proc.Ancestors = []event.Ancestor{{Name: "sh", Exe: sh}}
+	r.feed(e)
+	if as := r.take(); len(as) != 1 || as[0].Fields["baseline.behavior"] != "exec_name:vi@/bin/busybox" {
+		t.Fatalf("applet by re-exec: %+v", as)
+	}
 }
 
 // TestLockedAuditNewNameWouldBlock: in audit mode, a new name of a file in
