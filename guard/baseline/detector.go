@@ -553,7 +553,7 @@ func (d *Detector) novel(out []alert.Alert, p *Profile, b Behavior, ev *event.Ev
 		}
 		evc := *ev
 		dv = &deviation{b: b, first: t, ev: &evc, dropped: dropped,
-			block: (b.Cat == CatExec || b.Cat == CatExecName) && p.State == StateLocked && d.cfg.Mode == alert.ModeAudit}
+			block: lockedExec(p, b) && d.cfg.Mode == alert.ModeAudit}
 		d.devs[dk] = dv
 		d.stats.Deviations++
 	} else {
@@ -570,7 +570,7 @@ func (d *Detector) novel(out []alert.Alert, p *Profile, b Behavior, ev *event.Ev
 			d.learnWith(p, b, ev, t)
 			return out
 		}
-	} else if dv.prio == alert.Informational && dv.f.Release < 1 && !d.cfg.KeepInfo && !dv.block && !dv.dropped && !dv.learned {
+	} else if dv.prio == alert.Informational && dv.f.Release < 1 && !d.cfg.KeepInfo && !lockedExec(p, b) && !dv.dropped && !dv.learned {
 		// Benign enough, and explained by a release (the day-after-release
 		// diagnostic): fold it in, but record it so the operator sees what
 		// was learned. Unexplained info-level findings stay open.
@@ -630,6 +630,13 @@ func (d *Detector) observeName(out []alert.Alert, p *Profile, exe string, ev *ev
 		}
 	}
 	return out
+}
+
+// lockedExec reports whether b is an exec outside p's final allow-list:
+// the kernel denies it (or records that it would have), so it is never
+// folded in silently, release or not; only an accept changes a lock.
+func lockedExec(p *Profile, b Behavior) bool {
+	return p.State == StateLocked && (b.Cat == CatExec || b.Cat == CatExecName)
 }
 
 // edgeOf returns the exec edge of an exec event, "" without ancestry.

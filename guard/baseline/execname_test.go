@@ -284,3 +284,30 @@ func TestLoadVersion1Profile(t *testing.T) {
 		t.Fatalf("new exec in an old locked profile: %+v", as)
 	}
 }
+
+// TestLockedProfileNeverLearnsExecsSilently: right after a release (when a
+// benign-looking novelty is folded in), a locked profile still learns no
+// executable and no name by itself: the kernel lock is final until an
+// accept, or an attacker's first denied try would open it for the second.
+func TestLockedProfileNeverLearnsExecsSilently(t *testing.T) {
+	r := readyWeb(t, Config{Mode: alert.ModeEnforce})
+	k := webKey("r1")
+	if err := r.d.Lock(k); err != nil {
+		t.Fatal(err)
+	}
+	r.d.SetWindows([]profile.ReleaseWindow{{Workload: profile.WorkloadKey{Namespace: k.Namespace, Workload: k.Workload},
+		Revision: k.Revision, Opened: r.now.Add(-time.Minute), Closes: r.now.Add(time.Hour)}})
+	for i := 0; i < 3; i++ {
+		r.execAs(r.pods[0], r.now.Add(time.Duration(i)*time.Second), sh, busybox, "/bin/wget")
+		r.execAs(r.pods[0], r.now.Add(time.Duration(i)*time.Second), sh, "/usr/bin/wget", "/usr/bin/wget")
+	}
+	if got := entryNames(t, r.d, k, busybox); contains(got, "wget") {
+		t.Fatalf("locked profile learned a name: %v", got)
+	}
+	if pr, _ := r.d.Profile(k); pr.hasExec("/usr/bin/wget") {
+		t.Fatal("locked profile learned an executable")
+	}
+	if n := len(r.d.Deviations()); n != 2 {
+		t.Fatalf("%d deviations, want 2 open", n)
+	}
+}
