@@ -985,7 +985,8 @@ func (d *Detector) Accept(k profile.Key, b Behavior) error {
 	if p == nil {
 		return fmt.Errorf("accept %s: %s: %w", b, FormatKey(k), ErrNotFound)
 	}
-	if _, err := p.Add(b); err != nil {
+	grew, err := p.Add(b)
+	if err != nil {
 		return fmt.Errorf("accept %s: %w", b, err)
 	}
 	if dv := d.devs[devKey{k, b}]; dv != nil && b.Cat == CatExec {
@@ -997,6 +998,10 @@ func (d *Detector) Accept(k profile.Key, b Behavior) error {
 		for _, n := range execNamesOf(dv.ev) {
 			p.Add(Behavior{CatExecName, ExecName(b.Value, n)})
 		}
+	}
+	if grew && b.Cat == CatExec && !p.tracksNames(b.Value) {
+		// Accepted before it ran (or under no name): the path's own.
+		p.addExecName(b.Value, nameOf(b.Value))
 	}
 	delete(d.devs, devKey{k, b})
 	d.dirty[k] = struct{}{}

@@ -200,6 +200,16 @@ func TestStoreReopen(t *testing.T) {
 	if grew, err := s.Accept(webKey("r1"), Behavior{CatExec, "/usr/bin/curl"}); err != nil || !grew {
 		t.Fatalf("store Accept = %v, %v", grew, err)
 	}
+	// Offline, with no event to name it, an accepted exec is allowed as
+	// its path's name; other names are accepted as exec_name.
+	if grew, err := s.Accept(webKey("r1"), Behavior{CatExecName, ExecName("/usr/bin/curl", "curl-static")}); err != nil || !grew {
+		t.Fatalf("store Accept exec_name = %v, %v", grew, err)
+	}
+	if sp, err := s.Get(webKey("r1")); err != nil {
+		t.Fatal(err)
+	} else if got := sp.AllowedExecNames(); !reflect.DeepEqual(got[len(got)-1], ExecEntry{Path: "/usr/bin/curl", Names: []string{"curl", "curl-static"}}) {
+		t.Fatalf("accepted entries %+v", got)
+	}
 	if _, err := s.Accept(webKey("nope"), Behavior{CatExec, "/x"}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("accept into missing profile: %v", err)
 	}
