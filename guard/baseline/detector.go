@@ -587,24 +587,28 @@ func (d *Detector) novel(out []alert.Alert, p *Profile, b Behavior, ev *event.Ev
 // in a child execs /proc/self/exe with argv[0] "sleep": "exe" is allowed
 // for every allowed file and not a name, "sleep" is. Events without
 // proc.exec_path (an older sensor, a recording) have argv[0] only.
-func execNamesOf(ev *event.Event) []string {
+//
+// The names come back in an array, so the hot path (every exec) does not
+// allocate; the first n are set.
+func execNamesOf(ev *event.Event) (names [2]string, n int) {
 	if ev == nil || ev.Kind != event.KindExec {
-		return nil
+		return names, 0
 	}
-	var out []string
-	if n := nameOf(ev.Proc.ExecPath); n != "" && n != reexecName {
-		out = append(out, n)
+	if x := nameOf(ev.Proc.ExecPath); x != "" && x != reexecName {
+		names[n] = x
+		n++
 	}
 	if len(ev.Proc.Args) > 0 {
-		n := nameOf(ev.Proc.Args[0])
-		if len(n) > 1 && n[0] == '-' {
-			n = n[1:]
+		x := nameOf(ev.Proc.Args[0])
+		if len(x) > 1 && x[0] == '-' {
+			x = x[1:]
 		}
-		if n != "" && n != reexecName && (len(out) == 0 || out[0] != n) {
-			out = append(out, n)
+		if x != "" && x != reexecName && (n == 0 || names[0] != x) {
+			names[n] = x
+			n++
 		}
 	}
-	return out
+	return names, n
 }
 
 // observeName checks the name a known executable ran under. A new name of
@@ -616,7 +620,8 @@ func execNamesOf(ev *event.Event) []string {
 // left alone after.
 func (d *Detector) observeName(out []alert.Alert, p *Profile, exe string, ev *event.Event, t time.Time, dropped bool) []alert.Alert {
 	tracked := p.tracksNames(exe)
-	for _, name := range execNamesOf(ev) {
+	names, k := execNamesOf(ev)
+	for _, name := range names[:k] {
 		if _, ok := p.ExecNames[exe][name]; ok {
 			continue
 		}
@@ -665,7 +670,8 @@ func (d *Detector) learnWith(p *Profile, b Behavior, ev *event.Event, t time.Tim
 	if e := edgeOf(ev); e != "" {
 		d.learn(p, Behavior{CatEdge, e}, t)
 	}
-	for _, n := range execNamesOf(ev) {
+	names, k := execNamesOf(ev)
+	for _, n := range names[:k] {
 		d.learn(p, Behavior{CatExecName, ExecName(b.Value, n)}, t)
 	}
 }
@@ -995,7 +1001,8 @@ func (d *Detector) Accept(k profile.Key, b Behavior) error {
 		if e := edgeOf(dv.ev); e != "" {
 			p.Add(Behavior{CatEdge, e})
 		}
-		for _, n := range execNamesOf(dv.ev) {
+		names, k := execNamesOf(dv.ev)
+		for _, n := range names[:k] {
 			p.Add(Behavior{CatExecName, ExecName(b.Value, n)})
 		}
 	}
