@@ -96,14 +96,16 @@ func (g *Guard) syncLocks() {
 			g.log.Info("profile locked", "profile", baseline.FormatKey(t.Key), "execs", len(t.Execs), "mode", mode.String())
 		}
 		locked[t.Cgroup] = true
-		execs := lockable(t.Execs)
-		sig := strings.Join(execs, "\n")
+		execs, sig := lockable(t.Entries)
 		if g.locks.pushed[t.Cgroup] == sig {
 			continue
 		}
-		// Profiles hold resolved paths (/bin/busybox for /bin/sh), so the
-		// image's other names of those files are allowed too.
-		l := &enforce.ExecLock{Paths: execs, Aliases: true}
+		// Profiles hold resolved files with the names they ran under
+		// (/bin/busybox as sh and cat): the lock allows exactly those
+		// pairs, not every applet the image links to busybox. A file
+		// whose names were never learned falls back to the image's
+		// names for it (see enforce.ExecLock.Execs).
+		l := &enforce.ExecLock{Execs: execs}
 		select {
 		case g.applyQ <- applyReq{w: w, lock: l, cgroup: t.Cgroup}:
 			g.locks.pushed[t.Cgroup] = sig
@@ -129,16 +131,31 @@ func (g *Guard) syncLocks() {
 	}
 }
 
-// lockable keeps the profile paths an allow-list can hold: a sensor that
-// could not resolve an executable records "/" or a relative name.
-func lockable(execs []string) []string {
-	out := make([]string, 0, len(execs))
-	for _, p := range execs {
-		if b := path.Base(p); path.IsAbs(p) && b != "/" && b != "." {
-			out = append(out, p)
+// lockable keeps the profile entries an allow-list can hold (a sensor that
+// could not resolve an executable records "/" or a relative name), and
+// returns them with a signature that changes when any path or name does.
+func lockable(entries []baseline.ExecEntry) ([]enforce.ExecAllow, string) {
+	out := make([]enforce.ExecAllow, 0, len(entries))
+	var sig strings.Builder
+	for _, e := range entries {
+		if b := path.Base(e.Path); !path.IsAbs(e.Path) || b == "/" || b == "." {
+			continue
 		}
+		var names []string
+		for _, n := range e.Names {
+			if n != "" && n != "." && n != ".." && !strings.ContainsRune(n, '/') {
+				names = append(names, n)
+			}
+		}
+		out = append(out, enforce.ExecAllow{Path: e.Path, Names: names})
+		sig.WriteString(e.Path)
+		for _, n := range names {
+			sig.WriteByte(0)
+			sig.WriteString(n)
+		}
+		sig.WriteByte('\n')
 	}
-	return out
+	return out, sig.String()
 }
 
 // LockStats counts exec locks the guard put in force in the kernel (one

@@ -17,17 +17,25 @@ import (
 )
 
 // TestProfileLockInContainer: with baseline.lock, a runc container's
-// profile learns, becomes ready and is locked in the kernel; then a program
-// copied into the container (busybox under the name touch: an allowed name
-// of another file) is killed at exec in production and recorded as "would
-// have killed" in staging, while the learned programs keep running.
+// profile learns, becomes ready and is locked in the kernel. The workload
+// is a busybox shell loop (`sh -c 'sleep; cat'`), so the one file
+// /bin/busybox is learned under the names sh, sleep and cat, and the lock
+// allows exactly those: the loop and the learned commands keep running,
+// while other applets of the same file (wget, nc, vi: the attacker's
+// toolbox), run directly or from the shell, and a copy of busybox under a
+// learned-looking name are killed at exec in production and recorded as
+// "would have killed" in staging.
 func TestProfileLockInContainer(t *testing.T) {
 	for _, tc := range []struct {
 		env  string
 		mode alert.Mode
 	}{{config.Production, alert.ModeEnforce}, {config.Staging, alert.ModeAudit}} {
 		t.Run(string(tc.env), func(t *testing.T) {
-			ctr := runctest.Start(t, runctest.Options{})
+			// The loop starts once the guard watches (/go appears), so
+			// the guard sees its shell exec'd, as it would in a cluster.
+			loop := "while :; do sleep 1; cat /proc/uptime > /tmp/beat; done"
+			ctr := runctest.Start(t, runctest.Options{Args: []string{"sh", "-c",
+				"while [ ! -e /go ]; do sleep 1; done; exec sh -c '" + loop + "'"}})
 			rec, g := startGuardG(t, func(c *config.Config) {
 				c.Environment = tc.env
 				c.Baseline.Lock = true
@@ -49,11 +57,18 @@ func TestProfileLockInContainer(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := os.WriteFile(filepath.Join(bin, "touch"), bb, 0o755); err != nil {
+			// A copy named like a learned program: another file.
+			if err := os.WriteFile(filepath.Join(bin, "cat"), bb, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			// Learn: the container's sleep and a few cats.
+			if err := os.WriteFile(filepath.Join(ctr.Rootfs, "go"), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			// Learn: the loop, and the same commands run from outside.
 			for i := 0; i < 3; i++ {
+				if out, err := ctr.Exec("sh", "-c", "sleep 0; cat /proc/self/comm"); err != nil {
+					t.Fatalf("sh while learning: %v: %s", err, out)
+				}
 				if out, err := ctr.Exec("cat", "/proc/self/comm"); err != nil {
 					t.Fatalf("cat while learning: %v: %s", err, out)
 				}
@@ -68,30 +83,76 @@ func TestProfileLockInContainer(t *testing.T) {
 			if st := g.LockStats(); st.Errors != 0 {
 				t.Fatalf("lock errors: %+v", st)
 			}
+
+			// Learned names keep working, directly and from the shell.
 			if out, err := ctr.Exec("cat", "/proc/self/comm"); err != nil || strings.TrimSpace(string(out)) != "cat" {
 				t.Fatalf("learned cat under the lock: %v: %q", err, out)
 			}
+			if out, err := ctr.Exec("sh", "-c", "sleep 0; cat /proc/self/comm"); err != nil || strings.TrimSpace(string(out)) != "cat" {
+				t.Fatalf("learned sh, sleep, cat under the lock: %v: %q", err, out)
+			}
 
-			marker := filepath.Join(ctr.Rootfs, "tmp/payload.ran")
-			out, err := ctr.Exec("/tmp/bin/touch", "/tmp/payload.ran")
-			_, statErr := os.Stat(marker)
-			ran := statErr == nil
-			if tc.mode == alert.ModeEnforce {
+			killed := func(err error) bool {
 				var ee interface{ ExitCode() int }
-				if !errors.As(err, &ee) || ee.ExitCode() != 137 || ran {
-					t.Fatalf("copied program in a locked container: err=%v out=%q ran=%v, want exit 137, not run", err, out, ran)
+				return errors.As(err, &ee) && ee.ExitCode() == 137
+			}
+			check := func(what, name string, args ...string) {
+				t.Helper()
+				seen := map[*alert.Alert]bool{}
+				rec.mu.Lock()
+				for _, a := range rec.alerts {
+					seen[a] = true
 				}
-			} else if err != nil || !ran {
-				t.Fatalf("copied program in audit mode: err=%v out=%q ran=%v", err, out, ran)
+				rec.mu.Unlock()
+				out, err := ctr.Exec(args...)
+				if tc.mode == alert.ModeEnforce {
+					if !killed(err) {
+						t.Fatalf("%s in a locked container: err=%v out=%q, want exit 137", what, err, out)
+					}
+				} else if killed(err) {
+					t.Fatalf("%s in audit mode was killed: %v", what, err)
+				}
+				a := rec.waitAlert(t, "profile lock for "+what, func(a *alert.Alert) bool {
+					return !seen[a] && a.Rule == enforce.DefaultLockRule && a.Event != nil && a.Event.Container.ID == ctr.ID &&
+						a.Fields["file.name"] == name
+				})
+				if a.Mode != tc.mode || a.Action != alert.ActionKill || a.Taken != (tc.mode == alert.ModeEnforce) ||
+					a.Backend != enforce.BackendExecKill.String() {
+					t.Fatalf("%s: alert %+v", what, a)
+				}
+				t.Logf("%s: %s: %s", tc.env, what, a.Message)
 			}
-			a := rec.waitAlert(t, "profile lock", func(a *alert.Alert) bool {
-				return a.Rule == enforce.DefaultLockRule && a.Event != nil && a.Event.Container.ID == ctr.ID
-			})
-			if a.Mode != tc.mode || a.Action != alert.ActionKill || a.Taken != (tc.mode == alert.ModeEnforce) ||
-				a.Backend != enforce.BackendExecKill.String() || a.Fields["file.name"] != "touch" {
-				t.Fatalf("alert %+v", a)
+			// Other applets of the learned file, by their links.
+			check("wget", "wget", "wget", "--help")
+			check("nc", "nc", "nc", "--help")
+			check("vi", "vi", "vi", "--help")
+			// From the learned shell: busybox runs the applet by
+			// re-executing itself with argv[0] "wget".
+			check("wget from sh", "wget", "sh", "-c", "wget --help")
+
+			// Nothing learned was denied, not even as a "would have".
+			rec.mu.Lock()
+			for _, a := range rec.alerts {
+				if a.Rule == enforce.DefaultLockRule && a.Event != nil && a.Event.Container.ID == ctr.ID {
+					switch a.Fields["file.name"] {
+					case "sh", "sleep", "cat", "exe":
+						t.Errorf("learned program denied: %s", a.Message)
+					}
+				}
 			}
-			t.Logf("%s: %s", tc.env, a.Message)
+			rec.mu.Unlock()
+			check("copied busybox as cat", "cat", "/tmp/bin/cat", "/dev/null")
+
+			// The workload itself was never hurt: its loop still beats.
+			beat := func() string {
+				b, _ := os.ReadFile(filepath.Join(ctr.Rootfs, "tmp/beat"))
+				return strings.TrimSpace(string(b))
+			}
+			b1 := beat()
+			time.Sleep(2500 * time.Millisecond)
+			if b2 := beat(); b1 == "" || b2 == "" || b1 == b2 {
+				t.Fatalf("the workload's loop stopped under the lock: beat %q then %q", b1, b2)
+			}
 		})
 	}
 }
@@ -124,7 +185,9 @@ func TestLockedProfileFromStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d.Seed(profile.Expected{Key: k, Executables: []string{"/bin/busybox"}})
+	// Seeded paths are allowed as the names they say: busybox as
+	// busybox and cat (which the test runs below), no other applet.
+	d.Seed(profile.Expected{Key: k, Executables: []string{"/bin/busybox", "/bin/cat"}})
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,11 @@
  *   string 1 = argv as the NUL-separated bytes mm->arg_start..arg_end,
  *              at most STR_MAX-1 bytes, EVF_ARGS_TRUNC when longer;
  *   string 2 = working directory;
+ *   string 3 = bprm->interp: the path as given to execve, or the
+ *              interpreter as named on a #! line, at most STR_MAX-1 bytes.
+ *              Its last component is the name an exec lock matches (see
+ *              bpf/enforce), so the baseline learns names, not just files;
+ *              string 0 alone says /bin/busybox for `sh`, `wget` and `nc`.
  *   flag memfd when the file is a memfd, upper when it has an overlayfs
  *   upper-layer copy (written or copied up inside the container). */
 
@@ -66,6 +71,14 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
 
 	struct fs_struct *fs = BPF_CORE_READ(t, fs);
 	put_path(s, __builtin_preserve_access_index(&fs->pwd));
+
+	if (str_room(s)) {
+		__u32 at = s->off;
+		long n = bpf_probe_read_kernel_str(&s->ev.data[at & OFF_MASK], STR_MAX, BPF_CORE_READ(bprm, interp));
+		if (n > 0)
+			s->off = at + n;
+		str_close(s, at);
+	}
 	emit(s);
 	return 0;
 }

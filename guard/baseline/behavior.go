@@ -21,9 +21,13 @@ const (
 	CatPriv    Category = 7 // a privilege operation (setuid, capset, mount, ...)
 	CatRate    Category = 8 // a per-minute rate above its learned distribution
 	CatCombo   Category = 9 // several deviations together (see score.go)
+	// CatExecName is a known executable run under a name: "wget@/bin/busybox"
+	// (see ExecName). Multi-call binaries pick their behaviour from the
+	// name, so a new name of a known file is a new program.
+	CatExecName Category = 10
 )
 
-var catNames = [...]string{"", "exec", "edge", "read", "write", "connect", "listen", "priv", "rate", "combo"}
+var catNames = [...]string{"", "exec", "edge", "read", "write", "connect", "listen", "priv", "rate", "combo", "exec_name"}
 
 func (c Category) String() string {
 	if int(c) < len(catNames) && c != 0 {
@@ -58,4 +62,18 @@ func ParseBehavior(s string) (Behavior, error) {
 		}
 	}
 	return Behavior{}, fmt.Errorf("%w %q: unknown category %q", ErrBadBehavior, s, name)
+}
+
+// ExecName returns the exec_name behavior value of executable exe run
+// under name: "name@exe".
+func ExecName(exe, name string) string { return name + "@" + exe }
+
+// splitExecName parses an exec_name value. A name has no '/' and exe is
+// absolute, so the first "@/" is the separator.
+func splitExecName(v string) (exe, name string, err error) {
+	i := strings.Index(v, "@/")
+	if i <= 0 {
+		return "", "", fmt.Errorf("%w: exec_name %q: want name@/absolute/path", ErrBadBehavior, v)
+	}
+	return v[i+1:], v[:i], nil
 }

@@ -33,7 +33,8 @@ func BenchmarkObserveInProfile(b *testing.B) {
 	conn := r.ev(p, event.KindConnect, r.now)
 	conn.Net.Dst = mustAP("10.96.12.40:8080")
 	exec := r.ev(p, event.KindExec, r.now)
-	exec.Proc.Exe = busybox
+	exec.Proc.Exe, exec.Proc.ExecPath = busybox, busybox // its names are looked up too
+	exec.Proc.Args = []string{busybox, "wget", "-q", "-O-", "http://127.0.0.1/healthz"}
 	exec.Proc.Ancestors = []event.Ancestor{{Name: "sh", Exe: sh}}
 	fork := r.ev(p, event.KindFork, r.now)
 	for _, tc := range []struct {

@@ -455,6 +455,7 @@ func (d *Detector) Observe(ev *event.Event) []alert.Alert {
 			p.Execs[exe] = struct{}{}
 			d.dirty[p.Key] = struct{}{}
 		}
+		out = d.observeName(out, p, exe, ev, t, dropped)
 		if len(ev.Proc.Ancestors) > 0 {
 			parent := ev.Proc.Ancestors[0].Exe
 			if parent == "" {
@@ -552,7 +553,7 @@ func (d *Detector) novel(out []alert.Alert, p *Profile, b Behavior, ev *event.Ev
 		}
 		evc := *ev
 		dv = &deviation{b: b, first: t, ev: &evc, dropped: dropped,
-			block: b.Cat == CatExec && p.State == StateLocked && d.cfg.Mode == alert.ModeAudit}
+			block: lockedExec(p, b) && d.cfg.Mode == alert.ModeAudit}
 		d.devs[dk] = dv
 		d.stats.Deviations++
 	} else {
@@ -569,7 +570,7 @@ func (d *Detector) novel(out []alert.Alert, p *Profile, b Behavior, ev *event.Ev
 			d.learnWith(p, b, ev, t)
 			return out
 		}
-	} else if dv.prio == alert.Informational && dv.f.Release < 1 && !d.cfg.KeepInfo && !dv.block && !dv.dropped && !dv.learned {
+	} else if dv.prio == alert.Informational && dv.f.Release < 1 && !d.cfg.KeepInfo && !lockedExec(p, b) && !dv.dropped && !dv.learned {
 		// Benign enough, and explained by a release (the day-after-release
 		// diagnostic): fold it in, but record it so the operator sees what
 		// was learned. Unexplained info-level findings stay open.
@@ -577,6 +578,70 @@ func (d *Detector) novel(out []alert.Alert, p *Profile, b Behavior, ev *event.Ev
 		dv.learned = true
 	}
 	return d.emit(out, p, dv)
+}
+
+// execNamesOf returns the names an exec event ran its program by, as the
+// exec lock checks them: the last component of proc.exec_path, and that
+// of argv[0] (one leading '-', a login shell's, dropped), which a
+// multi-call binary picks its behaviour from. Busybox running an applet
+// in a child execs /proc/self/exe with argv[0] "sleep": "exe" is allowed
+// for every allowed file and not a name, "sleep" is. Events without
+// proc.exec_path (an older sensor, a recording) have argv[0] only.
+//
+// The names come back in an array, so the hot path (every exec) does not
+// allocate; the first n are set.
+func execNamesOf(ev *event.Event) (names [2]string, n int) {
+	if ev == nil || ev.Kind != event.KindExec {
+		return names, 0
+	}
+	if x := nameOf(ev.Proc.ExecPath); x != "" && x != reexecName {
+		names[n] = x
+		n++
+	}
+	if len(ev.Proc.Args) > 0 {
+		x := nameOf(ev.Proc.Args[0])
+		if len(x) > 1 && x[0] == '-' {
+			x = x[1:]
+		}
+		if x != "" && x != reexecName && (n == 0 || names[0] != x) {
+			names[n] = x
+			n++
+		}
+	}
+	return names, n
+}
+
+// observeName checks the name a known executable ran under. A new name of
+// a file whose names are tracked is a new behavior, scored like a new
+// executable: busybox as wget is not busybox as sh. A name the manifest
+// gives a program is recorded for the file silently, as the manifest's
+// bare executables are. An executable whose names are not tracked (learned
+// before they were recorded) gets them while its profile learns, and is
+// left alone after.
+func (d *Detector) observeName(out []alert.Alert, p *Profile, exe string, ev *event.Event, t time.Time, dropped bool) []alert.Alert {
+	tracked := p.tracksNames(exe)
+	names, k := execNamesOf(ev)
+	for _, name := range names[:k] {
+		if _, ok := p.ExecNames[exe][name]; ok {
+			continue
+		}
+		switch {
+		case p.hasExecName(exe, name) || (!tracked && p.State == StateLearning):
+			if p.addExecName(exe, name) {
+				d.dirty[p.Key] = struct{}{}
+			}
+		case tracked:
+			out = d.novel(out, p, Behavior{CatExecName, ExecName(exe, name)}, ev, t, dropped)
+		}
+	}
+	return out
+}
+
+// lockedExec reports whether b is an exec outside p's final allow-list:
+// the kernel denies it (or records that it would have), so it is never
+// folded in silently, release or not; only an accept changes a lock.
+func lockedExec(p *Profile, b Behavior) bool {
+	return p.State == StateLocked && (b.Cat == CatExec || b.Cat == CatExecName)
 }
 
 // edgeOf returns the exec edge of an exec event, "" without ancestry.
@@ -595,12 +660,19 @@ func edgeOf(ev *event.Event) string {
 	return parent + ">" + exe
 }
 
-// learnWith folds b into p, and for a new executable also the exec edge of
-// the event that introduced it.
+// learnWith folds b into p, and for a new executable also the exec edge
+// and the name of the event that introduced it.
 func (d *Detector) learnWith(p *Profile, b Behavior, ev *event.Event, t time.Time) {
 	d.learn(p, b, t)
-	if e := edgeOf(ev); e != "" && b.Cat == CatExec {
+	if b.Cat != CatExec {
+		return
+	}
+	if e := edgeOf(ev); e != "" {
 		d.learn(p, Behavior{CatEdge, e}, t)
+	}
+	names, k := execNamesOf(ev)
+	for _, n := range names[:k] {
+		d.learn(p, Behavior{CatExecName, ExecName(b.Value, n)}, t)
 	}
 }
 
@@ -650,7 +722,7 @@ var ruleNames = [...]string{
 	CatRead: "baseline.new_file_read", CatWrite: "baseline.new_file_write",
 	CatConnect: "baseline.new_egress", CatListen: "baseline.new_listen",
 	CatPriv: "baseline.new_privilege_op", CatRate: "baseline.rate_anomaly",
-	CatCombo: "baseline.combination",
+	CatCombo: "baseline.combination", CatExecName: "baseline.new_exec_name",
 }
 
 func (d *Detector) alertFor(p *Profile, dv *deviation) alert.Alert {
@@ -919,13 +991,24 @@ func (d *Detector) Accept(k profile.Key, b Behavior) error {
 	if p == nil {
 		return fmt.Errorf("accept %s: %s: %w", b, FormatKey(k), ErrNotFound)
 	}
-	if _, err := p.Add(b); err != nil {
+	grew, err := p.Add(b)
+	if err != nil {
 		return fmt.Errorf("accept %s: %w", b, err)
 	}
 	if dv := d.devs[devKey{k, b}]; dv != nil && b.Cat == CatExec {
+		// The program was accepted as it ran: from its parent, under
+		// its name.
 		if e := edgeOf(dv.ev); e != "" {
 			p.Add(Behavior{CatEdge, e})
 		}
+		names, k := execNamesOf(dv.ev)
+		for _, n := range names[:k] {
+			p.Add(Behavior{CatExecName, ExecName(b.Value, n)})
+		}
+	}
+	if grew && b.Cat == CatExec && !p.tracksNames(b.Value) {
+		// Accepted before it ran (or under no name): the path's own.
+		p.addExecName(b.Value, nameOf(b.Value))
 	}
 	delete(d.devs, devKey{k, b})
 	d.dirty[k] = struct{}{}

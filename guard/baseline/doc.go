@@ -9,7 +9,9 @@
 // egress, writable paths and the privilege envelope. Learning then adds what
 // the running containers do:
 //
-//   - executables (paths) and parent→child exec edges;
+//   - executables (paths), the names each was exec'd under (proc.exec_path's
+//     and argv[0]'s last component: /bin/busybox as sh and cat; category
+//     exec_name, "cat@/bin/busybox") and parent→child exec edges;
 //   - file reads and writes as generalized patterns in a path trie: pids,
 //     hex hashes, uuids, dates and numeric or random suffixes collapse into
 //     tokens ({n}, {hex}, {uuid}, {date}, {id}), and a directory with more
@@ -30,9 +32,11 @@
 // States: learning → ready → locked. A first revision is ready after
 // MinLearn (30m) once StableAfter (10m) passed without a new behavior, or
 // after MaxLearn (24h) regardless; an inherited revision after 5m and 5m.
-// Lock makes a ready profile's executables an allow-list for the enforcer
-// (ExecAllowList, per cgroup); in audit mode an exec outside a locked profile
-// yields a "would have blocked" alert (Action block, Taken false).
+// Lock makes a ready profile's executables, with their names, an allow-list
+// for the enforcer (LockTargets, per cgroup); in audit mode an exec outside a
+// locked profile yields a "would have blocked" alert (Action block, Taken
+// false). A locked profile never folds an exec or a name in by itself (not
+// even an informational one in a release window): only Accept changes it.
 //
 // # Scoring
 //
@@ -41,7 +45,8 @@
 //		score = clamp(novelty × release × hour × persistence, 0, 1)
 //
 //	  - novelty: the base weight of the behavior's category (Weights): a new
-//	    exec 0.30, an exec of a memfd or upper-layer file 0.60, a new exec edge
+//	    exec 0.30 (a known file under a new name too), an exec of a memfd or
+//	    upper-layer file 0.60, a new exec edge
 //	    0.15, a file read 0.15 (credentials, secrets, other processes' memory
 //	    0.50), a write 0.20 (system paths 0.55), a new egress peer 0.30, a new
 //	    listening port 0.35, a privilege op 0.35 (ptrace, module load, mount,

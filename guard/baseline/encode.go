@@ -24,7 +24,14 @@ import (
 // does not checksum values; the CRC catches a damaged file or a value
 // written by something else, so Decode fails with ErrCorrupt instead of
 // loading garbage into a detector.
-const encVersion = 1
+//
+// Version 2 appends ExecNames after Learned: a count of executables, then
+// each executable (sorted) and its set of names. Version 1 records, written
+// before names were learned, still decode, with no names tracked.
+const (
+	encVersion   = 2
+	encVersionV1 = 1
+)
 
 // ErrCorrupt is returned when a stored profile fails to decode.
 var ErrCorrupt = errors.New("corrupt profile record")
@@ -168,6 +175,18 @@ func (p *Profile) Encode() []byte {
 	e.uv(uint64(p.HoursSeen))
 	e.uv(p.Events)
 	e.uv(p.Learned)
+	exes := make([]string, 0, len(p.ExecNames))
+	for exe, ns := range p.ExecNames {
+		if len(ns) > 0 {
+			exes = append(exes, exe)
+		}
+	}
+	sort.Strings(exes)
+	e.uv(uint64(len(exes)))
+	for _, exe := range exes {
+		e.str(exe)
+		e.strs(p.ExecNames[exe])
+	}
 	e.b = binary.LittleEndian.AppendUint32(e.b, crc32.ChecksumIEEE(e.b))
 	return e.b
 }
@@ -327,8 +346,9 @@ func DecodeProfile(b []byte) (*Profile, error) {
 	if crc32.ChecksumIEEE(body) != sum {
 		return nil, fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
 	}
-	if body[0] != encVersion {
-		return nil, fmt.Errorf("%w: unknown version %d", ErrCorrupt, body[0])
+	version := body[0]
+	if version != encVersion && version != encVersionV1 {
+		return nil, fmt.Errorf("%w: unknown version %d", ErrCorrupt, version)
 	}
 	d := decoder{b: body[1:]}
 	k := profile.Key{Namespace: d.str(), Workload: d.str(), Container: d.str(), Revision: d.str()}
@@ -391,6 +411,17 @@ func DecodeProfile(b []byte) (*Profile, error) {
 	}
 	p.Events = d.uv()
 	p.Learned = d.uv()
+	if version >= 2 {
+		n = d.count(2)
+		for i := 0; i < n && d.err == nil; i++ {
+			exe := d.str()
+			ns := d.strs()
+			if len(ns) == 0 && d.err == nil {
+				d.fail("executable without names")
+			}
+			p.ExecNames[exe] = ns
+		}
+	}
 	if d.err == nil && len(d.b) != 0 {
 		d.fail("trailing bytes")
 	}

@@ -10,6 +10,8 @@ type LockTarget struct {
 	State  State
 	// Execs is the profile's exec allow-list (AllowedExecs).
 	Execs []string
+	// Entries are Execs with the names each was run by (AllowedExecNames).
+	Entries []ExecEntry
 }
 
 // LockTargets lists the running containers whose profile is past learning,
@@ -18,7 +20,7 @@ func (d *Detector) LockTargets() []LockTarget {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var out []LockTarget
-	lists := map[profile.Key][]string{}
+	lists := map[profile.Key][]ExecEntry{}
 	for _, in := range d.insts {
 		p := d.profs[in.key]
 		if p == nil || p.State == StateLearning || in.cgroup == 0 {
@@ -26,10 +28,14 @@ func (d *Detector) LockTargets() []LockTarget {
 		}
 		l, ok := lists[in.key]
 		if !ok {
-			l = p.AllowedExecs()
+			l = p.AllowedExecNames()
 			lists[in.key] = l
 		}
-		out = append(out, LockTarget{Key: in.key, Cgroup: in.cgroup, State: p.State, Execs: l})
+		execs := make([]string, len(l))
+		for i, e := range l {
+			execs[i] = e.Path
+		}
+		out = append(out, LockTarget{Key: in.key, Cgroup: in.cgroup, State: p.State, Execs: execs, Entries: l})
 	}
 	return out
 }

@@ -60,15 +60,22 @@ type Profile struct {
 	AdmittedAt time.Time
 	Seeded     bool
 
-	Execs  map[string]struct{} // absolute paths; bare names from seeds match a basename
-	Edges  map[string]struct{} // "parent>child" executable paths
-	Reads  *pathTrie
-	Writes *pathTrie
-	Peers  map[netip.AddrPort]struct{}
-	Nets   []netPeer // CIDR peers (seeded or generalized), port 0 = any
-	Names  []namePeer
-	Listen map[uint32]struct{} // proto<<16 | port
-	Priv   map[string]struct{}
+	Execs map[string]struct{} // absolute paths; bare names from seeds match a basename
+	// ExecNames holds, per executable of Execs, the names it was run by
+	// (the last component of the exec'd path: sh, wget for /bin/busybox).
+	// Key "" holds the names the manifest runs programs by, which any
+	// executable may carry. An executable without names was learned before
+	// names were recorded (or from an event without one): its names are not
+	// tracked.
+	ExecNames map[string]map[string]struct{}
+	Edges     map[string]struct{} // "parent>child" executable paths
+	Reads     *pathTrie
+	Writes    *pathTrie
+	Peers     map[netip.AddrPort]struct{}
+	Nets      []netPeer // CIDR peers (seeded or generalized), port 0 = any
+	Names     []namePeer
+	Listen    map[uint32]struct{} // proto<<16 | port
+	Priv      map[string]struct{}
 	// peerCount counts learned peers per /24 (/64) and port; derived, not
 	// stored.
 	peerCount map[netPeer]int
@@ -97,7 +104,8 @@ func newProfile(k profile.Key, now time.Time) *Profile {
 	return &Profile{
 		Key: k, Created: now, Since: now, LastNew: now,
 		Execs: map[string]struct{}{}, Edges: map[string]struct{}{},
-		Reads: newPathTrie(trieFanout), Writes: newPathTrie(trieFanout),
+		ExecNames: map[string]map[string]struct{}{},
+		Reads:     newPathTrie(trieFanout), Writes: newPathTrie(trieFanout),
 		Peers: map[netip.AddrPort]struct{}{}, Listen: map[uint32]struct{}{},
 		Priv: map[string]struct{}{},
 	}
@@ -115,6 +123,11 @@ func (p *Profile) inherit(k profile.Key, now time.Time) *Profile {
 	}
 	for s := range p.Edges {
 		c.Edges[s] = struct{}{}
+	}
+	for exe, ns := range p.ExecNames {
+		for n := range ns {
+			c.addExecName(exe, n)
+		}
 	}
 	c.Reads, c.Writes = p.Reads.clone(), p.Writes.clone()
 	for a := range p.Peers {
@@ -138,14 +151,24 @@ func (p *Profile) seed(exp *profile.Expected) {
 	if !exp.AdmittedAt.IsZero() {
 		p.AdmittedAt = exp.AdmittedAt
 	}
-	for _, e := range exp.Executables {
-		if e != "" {
-			p.Execs[e] = struct{}{}
+	runs := append([]string(nil), exp.Executables...)
+	for _, argv := range exp.Commands {
+		if len(argv) > 0 {
+			runs = append(runs, argv[0])
 		}
 	}
-	for _, argv := range exp.Commands {
-		if len(argv) > 0 && argv[0] != "" {
-			p.Execs[argv[0]] = struct{}{}
+	for _, e := range runs {
+		if e == "" {
+			continue
+		}
+		p.Execs[e] = struct{}{}
+		// The manifest runs it by this name, whichever file it turns out
+		// to be; a path is also allowed as the name it says, and nothing
+		// more, so a seeded /bin/sh in a busybox image is not every
+		// applet.
+		p.addExecName("", nameOf(e))
+		if strings.HasPrefix(e, "/") {
+			p.addExecName(e, nameOf(e))
 		}
 	}
 	for _, lp := range exp.ListenPorts {
@@ -224,6 +247,56 @@ func (p *Profile) hasExec(exe string) bool {
 	return ok
 }
 
+// nameOf returns the name a path is executed by, its last component; ""
+// for a path that names no file.
+func nameOf(p string) string {
+	if p == "" {
+		return ""
+	}
+	b := path.Base(p)
+	if b == "/" || b == "." || b == ".." {
+		return ""
+	}
+	return b
+}
+
+// reexecName is the name of every program re-executing itself through
+// /proc/self/exe. The exec lock allows it for every allowed file, so it is
+// no new behavior either.
+const reexecName = "exe"
+
+func (p *Profile) addExecName(exe, name string) bool {
+	if name == "" {
+		return false
+	}
+	ns := p.ExecNames[exe]
+	if ns == nil {
+		ns = map[string]struct{}{}
+		p.ExecNames[exe] = ns
+	}
+	if _, ok := ns[name]; ok {
+		return false
+	}
+	ns[name] = struct{}{}
+	return true
+}
+
+// hasExecName reports whether known executable exe was run under name
+// before, or the manifest names a program so.
+func (p *Profile) hasExecName(exe, name string) bool {
+	if name == reexecName {
+		return true
+	}
+	if _, ok := p.ExecNames[exe][name]; ok {
+		return true
+	}
+	_, ok := p.ExecNames[""][name]
+	return ok
+}
+
+// tracksNames reports whether exe's names are known (see ExecNames).
+func (p *Profile) tracksNames(exe string) bool { return len(p.ExecNames[exe]) > 0 }
+
 // hasPeer reports whether a connection to dst is expected. name is the DNS
 // name the guard resolved dst from, "" if unknown.
 func (p *Profile) hasPeer(dst netip.AddrPort, name string) bool {
@@ -253,6 +326,15 @@ func (p *Profile) Has(b Behavior) bool {
 		return p.hasExec(b.Value)
 	case CatEdge:
 		_, ok := p.Edges[b.Value]
+		return ok
+	case CatExecName:
+		// Exact: a name the manifest gave any program is not yet a name
+		// of this file in an allow-list.
+		exe, name, err := splitExecName(b.Value)
+		if err != nil {
+			return false
+		}
+		_, ok := p.ExecNames[exe][name]
 		return ok
 	case CatRead:
 		return p.Reads.Match(b.Value)
@@ -302,6 +384,15 @@ func (p *Profile) Add(b Behavior) (bool, error) {
 		p.Execs[b.Value] = struct{}{}
 	case CatEdge:
 		p.Edges[b.Value] = struct{}{}
+	case CatExecName:
+		exe, name, err := splitExecName(b.Value)
+		if err != nil {
+			return false, err
+		}
+		if !p.hasExec(exe) {
+			return false, fmt.Errorf("%w: exec_name %q: %s is not a known executable", ErrBadBehavior, b.Value, exe)
+		}
+		p.addExecName(exe, name)
 	case CatRead:
 		p.Reads.Insert(b.Value)
 	case CatWrite:
@@ -447,6 +538,16 @@ func (p *Profile) Behaviors() []Behavior {
 	}
 	add(CatExec, setKeys(p.Execs))
 	add(CatEdge, setKeys(p.Edges))
+	var names []string
+	for exe, ns := range p.ExecNames {
+		if exe == "" {
+			continue // the manifest's names show as its execs
+		}
+		for n := range ns {
+			names = append(names, ExecName(exe, n))
+		}
+	}
+	add(CatExecName, names)
 	add(CatRead, p.Reads.Patterns())
 	add(CatWrite, p.Writes.Patterns())
 	var peers []string
@@ -508,5 +609,30 @@ func (p *Profile) AllowedExecs() []string {
 		}
 	}
 	sort.Strings(out)
+	return out
+}
+
+// ExecEntry is one executable of an exec allow-list and the names it may
+// be executed by.
+type ExecEntry struct {
+	Path string
+	// Names are the learned names, sorted; nil when the profile does not
+	// track them for Path (see Profile.ExecNames).
+	Names []string
+}
+
+// AllowedExecNames is AllowedExecs with each executable's learned names,
+// what a precise exec lock allows: /bin/busybox under sh and cat, not under
+// every applet name the image ships.
+func (p *Profile) AllowedExecNames() []ExecEntry {
+	execs := p.AllowedExecs()
+	out := make([]ExecEntry, len(execs))
+	for i, e := range execs {
+		out[i].Path = e
+		if ns := p.ExecNames[e]; len(ns) > 0 {
+			out[i].Names = setKeys(ns)
+			sort.Strings(out[i].Names)
+		}
+	}
 	return out
 }

@@ -152,7 +152,7 @@ var dangerousPriv = map[string]bool{
 // novelty is the base score of a never-seen behavior.
 func (w *Weights) novelty(b Behavior, dropped bool) float64 {
 	switch b.Cat {
-	case CatExec:
+	case CatExec, CatExecName:
 		if dropped {
 			return w.ExecDropped
 		}

@@ -137,6 +137,10 @@ func (s *Store) Accept(k profile.Key, b Behavior) (bool, error) {
 		if grew, err = p.Add(b); err != nil || !grew {
 			return err
 		}
+		if b.Cat == CatExec {
+			// No event says what name it ran under: the path's own.
+			p.addExecName(b.Value, nameOf(b.Value))
+		}
 		return bk.Put(EncodeKey(k), p.Encode())
 	})
 	if err != nil {

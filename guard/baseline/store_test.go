@@ -30,6 +30,9 @@ func learnedWebProfile(i int) *Profile {
 		p.Add(Behavior{CatExec, e})
 		p.Add(Behavior{CatEdge, shim + ">" + e})
 	}
+	for _, n := range []string{"sh", "sed", "busybox"} {
+		p.Add(Behavior{CatExecName, ExecName(busybox, n)})
+	}
 	for j := 0; j < 200; j++ {
 		p.Add(Behavior{CatRead, fmt.Sprintf("/usr/share/nginx/html/section%d/page-%s.html", j%12, strings.Repeat("x", j%17+1))})
 	}
@@ -98,6 +101,11 @@ func FuzzDecodeProfile(f *testing.F) {
 	f.Add(learnedWebProfile(1).Encode())
 	f.Add(newProfile(webKey("x"), day0).Encode())
 	f.Add([]byte{1, 0, 0, 0, 0})
+	if v1, err := os.ReadFile("testdata/profile-v1.db"); err == nil {
+		// Not a record, but bbolt pages holding one: bytes a decoder must
+		// survive.
+		f.Add(v1[:4096])
+	}
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := DecodeProfile(b)
@@ -191,6 +199,16 @@ func TestStoreReopen(t *testing.T) {
 	}
 	if grew, err := s.Accept(webKey("r1"), Behavior{CatExec, "/usr/bin/curl"}); err != nil || !grew {
 		t.Fatalf("store Accept = %v, %v", grew, err)
+	}
+	// Offline, with no event to name it, an accepted exec is allowed as
+	// its path's name; other names are accepted as exec_name.
+	if grew, err := s.Accept(webKey("r1"), Behavior{CatExecName, ExecName("/usr/bin/curl", "curl-static")}); err != nil || !grew {
+		t.Fatalf("store Accept exec_name = %v, %v", grew, err)
+	}
+	if sp, err := s.Get(webKey("r1")); err != nil {
+		t.Fatal(err)
+	} else if got := sp.AllowedExecNames(); !reflect.DeepEqual(got[len(got)-1], ExecEntry{Path: "/usr/bin/curl", Names: []string{"curl", "curl-static"}}) {
+		t.Fatalf("accepted entries %+v", got)
 	}
 	if _, err := s.Accept(webKey("nope"), Behavior{CatExec, "/x"}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("accept into missing profile: %v", err)

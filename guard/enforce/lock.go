@@ -7,6 +7,7 @@ import (
 	"path"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -65,11 +66,27 @@ type ExecLock struct {
 	// can run from them until the file appears, and then it is denied.
 	Paths []string
 	// Aliases also allows every name in the image's bin directories that
-	// resolves to the same file as one of Paths. Learned profiles hold
-	// resolved paths (/bin/busybox, /usr/bin/dash), while workloads exec
-	// /bin/sh; with Aliases the lock allows the learned program under the
-	// names the image ships for it, and nothing else.
+	// resolves to the same file as one of Paths (or as an entry of Execs
+	// without Names). With a busybox image that is every applet, so a lock
+	// learned from behavior uses Execs instead; Aliases suits a list of
+	// paths written by hand (/bin/sh meaning "the shell, whatever the
+	// image calls it").
 	Aliases bool
+	// Execs are allowed executables with the names they may be run by:
+	// Path resolves to the file (/bin/busybox), and only Names (sh, cat)
+	// are allowed for it, not the file's own name unless listed. This is
+	// what a learned profile knows. An entry without Names stands for an
+	// executable whose names were not learned: it is allowed under its own
+	// name and, as with Aliases, every name the image's bin directories
+	// give it.
+	Execs []ExecAllow
+}
+
+// ExecAllow is one executable of an ExecLock and the names it may be
+// executed by (last components of the exec'd path, e.g. "sh" for /bin/sh).
+type ExecAllow struct {
+	Path  string
+	Names []string
 }
 
 func (l ExecLock) rule() string {
@@ -246,13 +263,26 @@ func resolveAllow(w Workload, l ExecLock) (map[enforcebpf.LsmExecAllowKey]uint32
 		}
 		names[f][name] = true
 	}
+	// aliased are the files whose other names in the image are allowed.
+	aliased := map[file]bool{}
+	entries := make([]ExecAllow, 0, len(l.Paths)+len(l.Execs))
 	for _, p := range l.Paths {
+		entries = append(entries, ExecAllow{Path: p})
+	}
+	entries = append(entries, l.Execs...)
+	for i, x := range entries {
+		p := x.Path
 		if !filepath.IsAbs(p) {
 			return nil, fmt.Errorf("path %q is not absolute", p)
 		}
 		name := path.Base(p)
 		if name == "/" || name == "." {
 			return nil, fmt.Errorf("path %q names no file", p)
+		}
+		for _, n := range x.Names {
+			if n == "" || n == "." || n == ".." || strings.ContainsRune(n, '/') {
+				return nil, fmt.Errorf("path %q: name %q is not a file name", p, n)
+			}
 		}
 		st, target, err := statInRoot(rfd, p)
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR) {
@@ -265,14 +295,27 @@ func resolveAllow(w Workload, l ExecLock) (map[enforcebpf.LsmExecAllowKey]uint32
 			return nil, fmt.Errorf("resolve %s in %s: not a regular file", p, root)
 		}
 		f := file{kernelDev(st.Dev), st.Ino}
-		add(f, name)
-		if target != name || st.Nlink > 1 {
-			// Reached through a symlink named differently, or hard
-			// linked: the file is run under more than one name.
+		ns := x.Names
+		if len(ns) == 0 {
+			ns = []string{name}
+			if l.Aliases || i >= len(l.Paths) {
+				aliased[f] = true
+			}
+		}
+		for _, n := range ns {
+			add(f, n)
+			if n != target {
+				// Run under a name that is not the file's own (a
+				// symlink named differently): a multi-call binary.
+				multi[f] = true
+			}
+		}
+		if st.Nlink > 1 {
+			// Hard linked: the file has more than one name.
 			multi[f] = true
 		}
 	}
-	if l.Aliases && len(names) > 0 {
+	if len(aliased) > 0 {
 		for _, dir := range aliasDirs {
 			ents, err := readDirInRoot(rfd, dir)
 			if err != nil {
@@ -284,7 +327,7 @@ func resolveAllow(w Workload, l ExecLock) (map[enforcebpf.LsmExecAllowKey]uint32
 					continue
 				}
 				f := file{kernelDev(st.Dev), st.Ino}
-				if names[f] != nil {
+				if aliased[f] {
 					add(f, n)
 				}
 			}

@@ -171,6 +171,52 @@ func lockSuite(t *testing.T, e *Enforcer, rec *recorder, backend Backend) {
 		t.Fatalf("exec after unlock: err=%v ran=%v", err, ran)
 	}
 
+	// Precise entries, what a learned profile pushes: the file under the
+	// names it ran by, not its own name unless listed, and not its other
+	// links. An entry without names is allowed under its own name.
+	wp := workload(t, "locked-precise")
+	multi := filepath.Join(l.bin, "multi")
+	if err := e.Lock(wp, ExecLock{Execs: []ExecAllow{{Path: multi, Names: []string{"cat", "sleep"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, n := e.Locked(wp); !ok || n != 3 {
+		t.Fatalf("precise Locked = %v, %d entries; want true, 3 (cat, sleep, exe)", ok, n)
+	}
+	for _, tc := range []struct {
+		path, argv0 string
+		allowed     bool
+	}{
+		{filepath.Join(l.bin, "cat"), "cat", true},
+		{filepath.Join(l.bin, "sleep"), "sleep", true},
+		{filepath.Join(l.bin, "sh"), "sh", false},
+		{multi, "multi", false},
+		{filepath.Join(l.bin, "cat"), "sh", false}, // argv[0] check
+		{filepath.Join(l.other, "cat"), "cat", false},
+	} {
+		err, ran := l.run(t, wp.CgroupPath, tc.path, tc.argv0)
+		if tc.allowed && (err != nil || !ran) {
+			t.Fatalf("precise lock, allowed %s (argv0 %q): err=%v ran=%v", tc.path, tc.argv0, err, ran)
+		}
+		if !tc.allowed && (err == nil || ran) {
+			t.Fatalf("precise lock, denied %s (argv0 %q): err=%v ran=%v", tc.path, tc.argv0, err, ran)
+		}
+	}
+	if err := e.Lock(wp, ExecLock{Execs: []ExecAllow{{Path: multi}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err, ran := l.run(t, wp.CgroupPath, multi, "multi"); err != nil || !ran {
+		t.Fatalf("entry without names, own name: err=%v ran=%v", err, ran)
+	}
+	if err, ran := l.run(t, wp.CgroupPath, filepath.Join(l.bin, "sh"), "sh"); err == nil || ran {
+		t.Fatalf("entry without names, a link outside the bin dirs: err=%v ran=%v", err, ran)
+	}
+	if err := e.Lock(wp, ExecLock{Execs: []ExecAllow{{Path: multi, Names: []string{"a/b"}}}}); err == nil {
+		t.Fatal("a name with a slash was accepted")
+	}
+	if err := e.Remove(wp); err != nil {
+		t.Fatal(err)
+	}
+
 	// A locked program that re-executes itself through /proc/self/exe.
 	wr := workload(t, "locked-reexec")
 	self, err := os.Executable()

@@ -135,7 +135,12 @@ type Process struct {
 	LoginUID       uint32
 	Name           string // comm, at most 15 bytes
 	Exe            string // resolved executable path
-	Args           []string
+	// ExecPath is the path the program was executed by, as the kernel
+	// matched it: the path given to execve, or the interpreter as named on
+	// a #! line (exec events). Exe says /bin/busybox for `sh` and `wget`
+	// alike; ExecPath's last component tells them apart.
+	ExecPath string
+	Args     []string
 	// ArgsTruncated is set when argv exceeded the sensor's bound.
 	ArgsTruncated bool
 	Cwd           string

@@ -170,6 +170,7 @@ var runtimeFields = []Field{
 		return out
 	}),
 	u64(28, "proc.start_time", "Task start time, ns since boot.", func(e *Event) uint64 { return e.Proc.StartTime }),
+	str(29, "proc.exec_path", "Path the program was executed by (exec events): the path given to execve, or the interpreter as named on a #! line. proc.exe is the file it resolved to.", func(e *Event) string { return e.Proc.ExecPath }),
 
 	u64(40, "user.uid", "Real user id.", func(e *Event) uint64 { return uint64(e.Proc.UID) }),
 	u64(41, "user.gid", "Real group id.", func(e *Event) uint64 { return uint64(e.Proc.GID) }),

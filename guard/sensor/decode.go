@@ -100,6 +100,7 @@ func (d *Decoder) Decode(raw []byte, e *event.Event) error {
 		e.Proc.Args = splitArgs(strs[1])
 		e.Proc.ArgsTruncated = h.Flags&flagArgsTrunc != 0
 		e.Proc.Cwd = cstr(strs[2])
+		e.Proc.ExecPath = cstr(strs[3])
 		e.Proc.ExeMemfd = h.Flags&flagExeMemfd != 0
 		e.Proc.ExeUpper = h.Flags&flagExeUpper != 0
 	case event.KindExit:

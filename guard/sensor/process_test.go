@@ -267,3 +267,43 @@ func TestExecOverlayUpper(t *testing.T) {
 		}
 	}
 }
+
+// TestExecPath checks proc.exec_path, the name an exec lock matches: the
+// path given to execve even when it is a symlink named differently from its
+// target (a busybox applet), and the interpreter as named on a #! line.
+func TestExecPath(t *testing.T) {
+	c := startSensor(t, Config{})
+	dir := t.TempDir()
+	applet := filepath.Join(dir, "applet")
+	if err := os.Symlink("/bin/true", applet); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(applet)
+	cmd.Args = []string{"argv0-differs"}
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	e := c.waitFor(t, "exec through a symlink", of(event.KindExec, uint32(cmd.Process.Pid)))
+	exe, _ := filepath.EvalSymlinks("/bin/true")
+	if e.Proc.Exe != exe || e.Proc.ExecPath != applet {
+		t.Errorf("exe %q exec_path %q, want %q %q", e.Proc.Exe, e.Proc.ExecPath, exe, applet)
+	}
+
+	interp := filepath.Join(dir, "myshell")
+	if err := os.Symlink("/bin/sh", interp); err != nil {
+		t.Fatal(err)
+	}
+	script := filepath.Join(dir, "script")
+	if err := os.WriteFile(script, []byte("#!"+interp+"\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd = exec.Command(script)
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	e = c.waitFor(t, "exec of a #! script", of(event.KindExec, uint32(cmd.Process.Pid)))
+	sh, _ := filepath.EvalSymlinks("/bin/sh")
+	if e.Proc.Exe != sh || e.Proc.ExecPath != interp {
+		t.Errorf("script: exe %q exec_path %q, want %q %q", e.Proc.Exe, e.Proc.ExecPath, sh, interp)
+	}
+}

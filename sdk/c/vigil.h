@@ -103,6 +103,7 @@ typedef __UINT64_TYPE__ vigil_u64;
 #define VIGIL_F_PROC_PEXE 26 /* string, proc.pexe */
 #define VIGIL_F_PROC_ANCESTORS 27 /* string list, proc.ancestors */
 #define VIGIL_F_PROC_START_TIME 28 /* u64, proc.start_time */
+#define VIGIL_F_PROC_EXEC_PATH 29 /* string, proc.exec_path */
 #define VIGIL_F_USER_UID 40 /* u64, user.uid */
 #define VIGIL_F_USER_GID 41 /* u64, user.gid */
 #define VIGIL_F_USER_EUID 42 /* u64, user.euid */

@@ -60,6 +60,7 @@ const (
 	FieldProcPexe                          FieldID = 26   // proc.pexe
 	FieldProcAncestors                     FieldID = 27   // proc.ancestors
 	FieldProcStartTime                     FieldID = 28   // proc.start_time
+	FieldProcExecPath                      FieldID = 29   // proc.exec_path
 	FieldUserUid                           FieldID = 40   // user.uid
 	FieldUserGid                           FieldID = 41   // user.gid
 	FieldUserEuid                          FieldID = 42   // user.euid
@@ -220,6 +221,7 @@ var fieldNames = map[FieldID]string{
 	26:   "proc.pexe",
 	27:   "proc.ancestors",
 	28:   "proc.start_time",
+	29:   "proc.exec_path",
 	40:   "user.uid",
 	41:   "user.gid",
 	42:   "user.euid",
@@ -394,6 +396,9 @@ func (e *Event) ProcAncestors() StrList { return e.List(FieldProcAncestors) }
 
 // ProcStartTime returns proc.start_time: Task start time, ns since boot.
 func (e *Event) ProcStartTime() uint64 { return e.U64(FieldProcStartTime) }
+
+// ProcExecPath returns proc.exec_path: Path the program was executed by (exec events): the path given to execve, or the interpreter as named on a #! line. proc.exe is the file it resolved to.
+func (e *Event) ProcExecPath() string { return e.Str(FieldProcExecPath) }
 
 // UserUid returns user.uid: Real user id.
 func (e *Event) UserUid() uint64 { return e.U64(FieldUserUid) }

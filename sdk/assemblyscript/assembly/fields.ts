@@ -92,6 +92,7 @@ export enum Field {
   ProcPexe = 26, // proc.pexe, string
   ProcAncestors = 27, // proc.ancestors, string list
   ProcStartTime = 28, // proc.start_time, u64
+  ProcExecPath = 29, // proc.exec_path, string
   UserUid = 40, // user.uid, u64
   UserGid = 41, // user.gid, u64
   UserEuid = 42, // user.euid, u64
@@ -268,6 +269,9 @@ export class Event extends EventCore {
 
   /** proc.start_time: Task start time, ns since boot. */
   procStartTime(): u64 { return this.u64(Field.ProcStartTime); }
+
+  /** proc.exec_path: Path the program was executed by (exec events): the path given to execve, or the interpreter as named on a #! line. proc.exe is the file it resolved to. */
+  procExecPath(): string { return this.str(Field.ProcExecPath); }
 
   /** user.uid: Real user id. */
   userUid(): u64 { return this.u64(Field.UserUid); }

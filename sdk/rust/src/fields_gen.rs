@@ -114,6 +114,8 @@ impl Field {
     pub const PROC_ANCESTORS: Field = Field(27);
     /// proc.start_time (u64)
     pub const PROC_START_TIME: Field = Field(28);
+    /// proc.exec_path (string)
+    pub const PROC_EXEC_PATH: Field = Field(29);
     /// user.uid (u64)
     pub const USER_UID: Field = Field(40);
     /// user.gid (u64)
@@ -438,6 +440,11 @@ impl<'a> Event<'a> {
     /// proc.start_time: Task start time, ns since boot.
     pub fn proc_start_time(&self) -> u64 {
         self.u64(Field::PROC_START_TIME)
+    }
+
+    /// proc.exec_path: Path the program was executed by (exec events): the path given to execve, or the interpreter as named on a #! line. proc.exe is the file it resolved to.
+    pub fn proc_exec_path(&self) -> &'a str {
+        self.str(Field::PROC_EXEC_PATH)
     }
 
     /// user.uid: Real user id.
