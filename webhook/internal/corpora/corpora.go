@@ -13,7 +13,9 @@ var ErrNotFound = errors.New("corpora: shared/corpora not found beside the check
 
 // Dir returns the directory of the named corpus, e.g. Dir("psa"). It honours
 // $VIGIL_CORPORA, else walks up from the working directory looking for
-// shared/corpora/<name>.
+// shared/corpora/<name> (the project's shared copy), else uses the copy
+// vendored in this package's testdata, so a clone anywhere is
+// self-contained.
 func Dir(name string) (string, error) {
 	if d := os.Getenv("VIGIL_CORPORA"); d != "" {
 		return filepath.Join(d, name), nil
@@ -22,12 +24,21 @@ func Dir(name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	var vendored string
 	for d := wd; ; d = filepath.Dir(d) {
 		c := filepath.Join(d, "shared", "corpora", name)
 		if st, err := os.Stat(c); err == nil && st.IsDir() {
 			return c, nil
 		}
+		if v := filepath.Join(d, "webhook", "internal", "corpora", "testdata", name); vendored == "" {
+			if st, err := os.Stat(v); err == nil && st.IsDir() {
+				vendored = v
+			}
+		}
 		if filepath.Dir(d) == d {
+			if vendored != "" {
+				return vendored, nil
+			}
 			return "", ErrNotFound
 		}
 	}
