@@ -27,8 +27,9 @@ type Config struct {
 	// inherited its predecessor's profile and learns only the difference
 	// (5m each).
 	InheritedMinLearn, InheritedStableAfter time.Duration
-	// RevisionGrace is how long after admission a revision counts as young
-	// and its deviations are scored down (48h).
+	// RevisionGrace is how long after admission a revision that inherited
+	// its predecessor's profile counts as young and its deviations are
+	// scored down (48h). A first revision is never young once ready.
 	RevisionGrace time.Duration
 	// Mode is the guard's mode; in audit mode an exec outside a locked
 	// profile yields a "would have blocked" alert.
@@ -625,10 +626,20 @@ func (d *Detector) score(p *Profile, dv *deviation, t time.Time) {
 	if admitted.IsZero() {
 		admitted = p.Created
 	}
+	// Only a revision that inherited a predecessor's profile is young: its
+	// release explains the difference. A first revision's deploy-time
+	// novelty is what its learning window absorbed; once it is ready,
+	// nothing released explains a new behavior, and discounting it for
+	// RevisionGrace would fold a shell in a freshly learned container into
+	// its profile as informational.
+	age := time.Duration(-1)
+	if p.Parent != "" {
+		age = t.Sub(admitted)
+	}
 	share, known := p.HourActivity(t.In(d.cfg.Location).Hour())
 	dv.f = Factors{
 		Novelty:     w.novelty(dv.b, dv.dropped),
-		Release:     w.releaseFactor(windowOpen, t.Sub(admitted), d.cfg.RevisionGrace),
+		Release:     w.releaseFactor(windowOpen, age, d.cfg.RevisionGrace),
 		Hour:        w.hourFactor(share, known),
 		Persistence: w.persistence(dv.count, dv.last.Sub(dv.first)),
 	}

@@ -378,3 +378,45 @@ func TestLockedProfileEnforceModeLeavesBlockToEnforcer(t *testing.T) {
 		}
 	}
 }
+
+// TestFirstRevisionReadyIsNotYoung: a container with no predecessor (a
+// plain runc container, or a workload's first deployment) learns for its
+// window and is then scored in full. The young-revision discount is for a
+// release's difference; applied here, a shell minutes after the profile
+// became ready scored 0.15, was folded into the profile as informational
+// and never reached on-call (found by the real-server soak, guard/soak_test.go).
+func TestFirstRevisionReadyIsNotYoung(t *testing.T) {
+	start := time.Date(2026, 3, 2, 14, 0, 0, 0, time.UTC)
+	d, err := New(Config{MinLearn: 2 * time.Minute, StableAfter: time.Minute}, nil, func() time.Time { return start })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := func(at time.Time, exe, parent string) *event.Event {
+		return &event.Event{Kind: event.KindExec, Time: at,
+			Proc:      event.Process{PID: 42, Exe: exe, Name: exe[1:], Ancestors: []event.Ancestor{{Name: parent[1:], Exe: parent}}},
+			Container: event.Container{ID: "4f1d9c2a", Runtime: "runc"}}
+	}
+	for m := 0; m < 4; m++ {
+		at := start.Add(time.Duration(m) * time.Minute)
+		if as := d.Observe(ev(at, "/usr/sbin/nginx", "/runc")); len(as) != 0 {
+			t.Fatalf("learning alerted: %s", as[0].Message)
+		}
+		d.Tick(at.Add(59 * time.Second))
+	}
+	k := profile.Key{Workload: "Container/4f1d9c2a", Container: "4f1d9c2a"}
+	if p, _ := d.Profile(k); p.State != StateReady {
+		t.Fatalf("profile %s after 4 minutes, want ready", p.State)
+	}
+	as := d.Observe(ev(start.Add(5*time.Minute), "/bin/sh", "/usr/sbin/nginx"))
+	if len(as) != 1 {
+		t.Fatalf("%d alerts for a shell in a ready profile, want 1", len(as))
+	}
+	a := as[0]
+	if a.Rule != "baseline.new_exec" || a.Priority != alert.Notice || a.Fields["baseline.release"] != 1.0 || a.Fields["baseline.learned"] != false {
+		t.Errorf("shell: %s %s release %v learned %v, want baseline.new_exec Notice, release 1, not learned",
+			a.Rule, a.Priority, a.Fields["baseline.release"], a.Fields["baseline.learned"])
+	}
+	if p, _ := d.Profile(k); p.Has(Behavior{CatExec, "/bin/sh"}) {
+		t.Error("the shell was folded into the profile")
+	}
+}

@@ -51,9 +51,11 @@
 //	    credential reads, dropped executables and dangerous privilege
 //	    operations start at Warning.
 //	  - release: 0.25 while the workload's release window is open, 0.50 while
-//	    the revision is younger than RevisionGrace (48h), else 1. A rollout
-//	    explains change; alert floods after releases are what users of other
-//	    tools complain about most.
+//	    a revision that inherited its predecessor's profile is younger than
+//	    RevisionGrace (48h), else 1. A rollout explains change; alert floods
+//	    after releases are what users of other tools complain about most. A
+//	    first revision has no predecessor to differ from: its learning window
+//	    absorbed deploy-time novelty, so once ready it is scored in full.
 //	  - hour: 1.40 when the current hour of day saw less than half the events
 //	    of the workload's busiest hour (once every hour of the day has been
 //	    watched), else 1.
