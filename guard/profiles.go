@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/vigilsec/vigil/guard/baseline"
 	"github.com/vigilsec/vigil/guard/event"
 	"github.com/vigilsec/vigil/guard/profile"
 	"github.com/vigilsec/vigil/webhook"
@@ -127,4 +128,29 @@ func (g *Guard) pullProfiles(ctx context.Context, c *webhook.Client) {
 	if g.detector != nil && err == nil {
 		g.detector.SetWindows(windows)
 	}
+}
+
+// Profiles summarizes every behavior profile, sorted by key (state, ready
+// time, behaviors learned); nil when behavior detection is disabled.
+func (g *Guard) Profiles() []baseline.Summary {
+	if g.detector == nil {
+		return nil
+	}
+	return g.detector.Profiles()
+}
+
+// Profile returns a copy of k's behavior profile.
+func (g *Guard) Profile(k profile.Key) (*baseline.Profile, bool) {
+	if g.detector == nil {
+		return nil, false
+	}
+	return g.detector.Profile(k)
+}
+
+// BaselineStats returns the behavior detector's counters.
+func (g *Guard) BaselineStats() baseline.Stats {
+	if g.detector == nil {
+		return baseline.Stats{}
+	}
+	return g.detector.Stats()
 }
