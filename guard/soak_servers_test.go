@@ -480,11 +480,12 @@ func pgArgs(extra ...string) []string {
 
 // pgLoad runs pgbench's TPC-B-like mix at 10 transactions/s, each on a new
 // connection (-C), so postgres forks a backend per transaction, as it does
-// behind an application without a pool.
+// behind an application without a pool. One-minute runs, back to back, so
+// the counts show progress.
 func pgLoad(ctx context.Context, bin string, st *loadStats) {
 	for ctx.Err() == nil {
 		cmd := exec.CommandContext(ctx, filepath.Join(bin, "pgbench"),
-			pgArgs("-n", "-C", "-c", "2", "-j", "1", "-R", "10", "-T", "600", "-P", "60")...)
+			pgArgs("-n", "-C", "-c", "2", "-j", "1", "-R", "10", "-T", "60")...)
 		out, err := cmd.CombinedOutput()
 		if ctx.Err() != nil {
 			return

@@ -369,7 +369,9 @@ func buildRootfs(root string, files map[string]string) error {
 			return err
 		}
 	}
-	if err := os.Chmod(filepath.Join(root, "tmp"), 0o1777); err != nil {
+	// os.ModeSticky, not 0o1000: os.Chmod ignores raw permission bits
+	// above 0o777.
+	if err := os.Chmod(filepath.Join(root, "tmp"), 0o777|os.ModeSticky); err != nil {
 		return err
 	}
 	if err := copyFile(BusyboxPath, filepath.Join(root, "bin/busybox"), 0o755); err != nil {
@@ -431,6 +433,18 @@ func addMountPoints(root string, mounts []Mount, links map[string]string) error 
 			return fmt.Errorf("mount destination %q is not absolute", m.Dest)
 		}
 		dst := filepath.Join(root, filepath.Clean(m.Dest))
+		if m.Source == "" {
+			// runc gives a tmpfs the mode of its mount point, not the
+			// mode= option: make it world-writable and sticky like /tmp,
+			// so servers running as their own user can write to it.
+			if err := os.MkdirAll(dst, 0o755); err != nil {
+				return err
+			}
+			if err := os.Chmod(dst, 0o777|os.ModeSticky); err != nil {
+				return err
+			}
+			continue
+		}
 		dir := true
 		if m.Source != "" {
 			fi, err := os.Stat(m.Source)
@@ -462,7 +476,7 @@ func ociMounts(mounts []Mount) []any {
 	out := make([]any, 0, len(mounts))
 	for _, m := range mounts {
 		if m.Source == "" {
-			opts := []any{"nosuid", "nodev", "mode=1777"}
+			opts := []any{"nosuid", "nodev"}
 			if m.ReadOnly {
 				opts = append(opts, "ro")
 			}

@@ -155,4 +155,10 @@ func TestMountsRunHostBinaries(t *testing.T) {
 	if _, err := os.Stat("/usr/vigil-rw-probe"); err == nil {
 		t.Fatal("the probe reached the host's /usr")
 	}
+	// A server running as its own user can write to a tmpfs and to /tmp.
+	nobody := Start(t, Options{UID: 65534, GID: 65534, Mounts: []Mount{{Dest: "/data"}}})
+	if out, err := nobody.Exec("sh", "-c", "echo y >/data/f && echo z >/tmp/f && cat /data/f /tmp/f && stat -c %A /data /tmp"); err != nil ||
+		string(out) != "y\nz\ndrwxrwxrwt\ndrwxrwxrwt\n" {
+		t.Fatalf("non-root tmpfs and /tmp: %v %q", err, out)
+	}
 }
