@@ -364,6 +364,14 @@ func TestSoakRealServers(t *testing.T) {
 		t.Logf("  %-9s %-14v %-10d %-12d %-12d %-10.1f %s", s.name, ready[s.name].Round(time.Second), len(p.Behaviors()),
 			heap, disk, evRate[s.name], s.stats.String())
 	}
+	for _, s := range servers {
+		p, _ := g.Profile(keys[s.name])
+		var bs []string
+		for _, b := range p.Behaviors() {
+			bs = append(bs, b.String())
+		}
+		t.Logf("  %s learned: %s", s.name, strings.Join(bs, " "))
+	}
 	st := g.BaselineStats()
 	t.Logf("  whole host: %.0f events/s through the guard during the soak; detector %+v; %d alerts about other workloads ignored",
 		hostRate, st, others)

@@ -184,6 +184,12 @@ type deviation struct {
 	b           Behavior
 	first, last time.Time
 	count       uint64
+	// minutes counts the distinct minutes in which the behavior was seen:
+	// persistence is recurrence over time, and one sweep that touches many
+	// files of one pattern (a checkpoint unlinking relation files) is one
+	// occurrence, not many.
+	minutes    uint64
+	lastMinute int64
 	f           Factors
 	prio        alert.Priority
 	emitted     bool
@@ -559,8 +565,7 @@ func (d *Detector) novel(out []alert.Alert, p *Profile, b Behavior, ev *event.Ev
 	} else {
 		d.stats.Repeats++
 	}
-	dv.count++
-	dv.last = t
+	dv.seen(t)
 	d.score(p, dv, t)
 	if p.State == StateLearning {
 		// An inherited revision still learning its difference: learn what
@@ -578,6 +583,16 @@ func (d *Detector) novel(out []alert.Alert, p *Profile, b Behavior, ev *event.Ev
 		dv.learned = true
 	}
 	return d.emit(out, p, dv)
+}
+
+// seen records one sighting at t.
+func (dv *deviation) seen(t time.Time) {
+	dv.count++
+	dv.last = t
+	if m := t.Unix() / 60; dv.minutes == 0 || m != dv.lastMinute {
+		dv.minutes++
+		dv.lastMinute = m
+	}
 }
 
 // edgeOf returns the exec edge of an exec event, "" without ancestry.
@@ -641,7 +656,7 @@ func (d *Detector) score(p *Profile, dv *deviation, t time.Time) {
 		Novelty:     w.novelty(dv.b, dv.dropped),
 		Release:     w.releaseFactor(windowOpen, age, d.cfg.RevisionGrace),
 		Hour:        w.hourFactor(share, known),
-		Persistence: w.persistence(dv.count, dv.last.Sub(dv.first)),
+		Persistence: w.persistence(dv.minutes, dv.last.Sub(dv.first)),
 	}
 	dv.f.compute()
 	dv.prio = PriorityFor(dv.f.Score)
@@ -792,8 +807,7 @@ func (d *Detector) rateDeviation(out []alert.Alert, p *Profile, in *instance, r 
 		dv.ev = in.sample[r]
 	}
 	dist := &p.Rates[r]
-	dv.count++
-	dv.last = t
+	dv.seen(t)
 	dv.detail = fmt.Sprintf("%d %s/min vs learned mean %.1f (threshold %.0f, z %.1f), %d consecutive minutes",
 		c, rateNames[r], dist.Mean, d.threshold(r, dist), dist.Z(c), in.streak[r])
 	d.score(p, dv, t)

@@ -60,10 +60,13 @@
 //	    of the workload's busiest hour (once every hour of the day has been
 //	    watched), else 1.
 //	    Relative to the peak because probes keep every hour somewhat busy.
-//	  - persistence: 1 + min(0.60, 0.15·log2(count)) + 0.40·min(1,
-//	    span/10m). One sighting is 1; recurring for ten minutes and dozens of
-//	    times nearly doubles the score. The logarithm keeps a flood from
-//	    saturating it at once.
+//	  - persistence: 1 + min(0.60, 0.15·log2(minutes)) + 0.40·min(1,
+//	    span/10m), where minutes counts the distinct minutes in which the
+//	    behavior was seen. One sighting is 1; recurring over ten minutes
+//	    nearly doubles the score. The logarithm keeps a long recurrence from
+//	    saturating it at once; counting minutes rather than events keeps one
+//	    sweep over many files of one pattern (a checkpoint unlinking
+//	    relation files) at one occurrence. Alerts carry the raw count.
 //
 // Rate anomalies: a finished minute whose count exceeds max(floor,
 // mean + 6·sd, 2·busiest learned minute) is anomalous (only once the
