@@ -188,8 +188,8 @@ type deviation struct {
 	// persistence is recurrence over time, and one sweep that touches many
 	// files of one pattern (a checkpoint unlinking relation files) is one
 	// occurrence, not many.
-	minutes    uint64
-	lastMinute int64
+	minutes     uint64
+	lastMinute  int64
 	f           Factors
 	prio        alert.Priority
 	emitted     bool
