@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/vigilsec/vigil/guard/baseline"
+	"github.com/vigilsec/vigil/guard/container"
 	"github.com/vigilsec/vigil/guard/event"
 	"github.com/vigilsec/vigil/guard/profile"
 	"github.com/vigilsec/vigil/webhook"
@@ -153,4 +154,29 @@ func (g *Guard) BaselineStats() baseline.Stats {
 		return baseline.Stats{}
 	}
 	return g.detector.Stats()
+}
+
+// seedVolumes seeds the profile of a container run outside Kubernetes with
+// its writable volumes, once per container. The runtime's bundle declares
+// them as a pod's volumeMounts do (the webhook seeds those), and a server's
+// own files churn there in patterns no learning window sees in full:
+// postgres unlinks relation files two checkpoints after a truncate and
+// marks WAL segments done as they fill, minutes to hours apart.
+func (g *Guard) seedVolumes(e *event.Event) {
+	id := e.Container.ID
+	if id == "" || e.K8s.Pod != "" || e.K8s.Workload != "" ||
+		(e.Container.Runtime != container.RuntimeRunc && e.Container.Runtime != container.RuntimeDocker) {
+		return // Kubernetes pods are seeded from their manifest
+	}
+	if g.volSeeded.Contains(id) {
+		return
+	}
+	g.volSeeded.Add(id, struct{}{})
+	vols, err := container.WritableMounts(container.DefaultStateRoots(), id)
+	if err != nil || len(vols) == 0 {
+		return
+	}
+	if k, ok := baseline.KeyOf(e); ok {
+		g.detector.Seed(profile.Expected{Key: k, WritablePaths: vols})
+	}
 }
