@@ -444,11 +444,14 @@ func TestSoakRealServers(t *testing.T) {
 	// learned exec-rate threshold twice over. A rate finding needs
 	// minRateMinutes of learned minutes; a short VIGIL_SOAK waits for them.
 	pg := byName["postgres"]
-	for {
+	for waitRates := time.Now(); ; {
 		p, _ := g.Profile(keys[pg.name])
 		d, _ := p.RateDist("exec")
 		if d.N >= minRateMinutes {
 			break
+		}
+		if time.Since(waitRates) > minRateMinutes*time.Minute+2*time.Minute {
+			t.Fatalf("postgres: exec rate learned over only %d minutes after waiting %v", d.N, time.Since(waitRates).Round(time.Second))
 		}
 		t.Logf("postgres: exec rate learned over %d minutes; waiting for %d before the burst", d.N, minRateMinutes)
 		time.Sleep(30 * time.Second)
