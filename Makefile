@@ -62,7 +62,7 @@ unit:
 # The real-server behavior soak (issue #6): Debian's nginx, redis and
 # postgres in runc containers under load learn to ready, run 10 minutes of
 # normal load that must raise no alert, then get a shell, a new peer and an
-# exec burst that must. About 16 minutes; VIGIL_SOAK=2m shortens the normal-
+# exec burst that must. About 17 minutes; VIGIL_SOAK=2m shortens the normal-
 # load phase for a developer's run. Build-tagged so `make unit` stays short.
 soak:
 	@scripts/deps.sh base servers

@@ -52,13 +52,18 @@ group_servers() {
 	if [[ ! -e /usr/sbin/policy-rc.d ]]; then
 		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
 		own_policy=1
+		trap 'rm -f /usr/sbin/policy-rc.d' EXIT # also when an install fails
 	fi
-	mkdir -p /etc/postgresql-common
-	if [[ ! -e /etc/postgresql-common/createcluster.conf ]]; then
-		echo 'create_main_cluster = false' >/etc/postgresql-common/createcluster.conf
-	fi
+	# postgresql-common first: its createcluster.conf is what the server
+	# package's postinst reads (a file written before it was installed would
+	# be a conffile conflict for dpkg).
+	need_pkgs postgresql-common
+	sed -i -E 's/^#?[[:space:]]*create_main_cluster[[:space:]]*=.*/create_main_cluster = false/' /etc/postgresql-common/createcluster.conf
 	need_pkgs "${pkgs[@]}"
-	((own_policy)) && rm -f /usr/sbin/policy-rc.d
+	if ((own_policy)); then
+		rm -f /usr/sbin/policy-rc.d
+		trap - EXIT
+	fi
 	if command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
 		systemctl disable --now nginx redis-server postgresql >/dev/null 2>&1 || true
 	fi
