@@ -23,6 +23,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/vigilsec/vigil/guard/alert"
@@ -88,6 +89,7 @@ type Guard struct {
 	profileErrors atomic.Uint64
 	baselineQuiet atomic.Uint64 // behavior alerts below MinPriority
 	baselineFloor alert.Priority
+	volSeeded     *lru.Cache[string, struct{}] // containers whose volumes seeded their profile
 
 	// Fast-path policies (policy.go).
 	policies     []enforce.Rule
@@ -272,6 +274,9 @@ func New(ctx context.Context, opt Options) (g *Guard, err error) {
 			bcfg.StableAfter = d
 		}
 		if g.detector, err = baseline.New(bcfg, g.bstore, time.Now); err != nil {
+			return g, fmt.Errorf("baseline: %w", err)
+		}
+		if g.volSeeded, err = lru.New[string, struct{}](4096); err != nil {
 			return g, fmt.Errorf("baseline: %w", err)
 		}
 	}
@@ -483,6 +488,7 @@ func (g *Guard) process(ctx context.Context, batch []*event.Event) {
 	if g.detector != nil {
 		g.detMu.Lock()
 		for _, e := range batch {
+			g.seedVolumes(e)
 			for _, a := range g.detector.Observe(e) {
 				g.emitBaseline(&a)
 			}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/vigilsec/vigil/guard/baseline"
 	"github.com/vigilsec/vigil/guard/config"
+	"github.com/vigilsec/vigil/guard/container"
 	"github.com/vigilsec/vigil/guard/crdwatch"
 	"github.com/vigilsec/vigil/guard/event"
 	"github.com/vigilsec/vigil/guard/profile"
@@ -189,4 +190,60 @@ func (s crdSink) Profiles() []baseline.Summary {
 		return nil
 	}
 	return s.g.detector.Profiles()
+}
+
+// Profiles summarizes every behavior profile, sorted by key (state, ready
+// time, behaviors learned); nil when behavior detection is disabled.
+func (g *Guard) Profiles() []baseline.Summary {
+	if g.detector == nil {
+		return nil
+	}
+	g.detMu.Lock()
+	defer g.detMu.Unlock()
+	return g.detector.Profiles()
+}
+
+// Profile returns a copy of k's behavior profile.
+func (g *Guard) Profile(k profile.Key) (*baseline.Profile, bool) {
+	if g.detector == nil {
+		return nil, false
+	}
+	g.detMu.Lock()
+	defer g.detMu.Unlock()
+	return g.detector.Profile(k)
+}
+
+// BaselineStats returns the behavior detector's counters.
+func (g *Guard) BaselineStats() baseline.Stats {
+	if g.detector == nil {
+		return baseline.Stats{}
+	}
+	g.detMu.Lock()
+	defer g.detMu.Unlock()
+	return g.detector.Stats()
+}
+
+// seedVolumes seeds the profile of a container run outside Kubernetes with
+// its writable volumes, once per container. The runtime's bundle declares
+// them as a pod's volumeMounts do (the webhook seeds those), and a server's
+// own files churn there in patterns no learning window sees in full:
+// postgres unlinks relation files two checkpoints after a truncate and
+// marks WAL segments done as they fill, minutes to hours apart.
+func (g *Guard) seedVolumes(e *event.Event) {
+	id := e.Container.ID
+	if id == "" || e.K8s.Pod != "" || e.K8s.Workload != "" ||
+		(e.Container.Runtime != container.RuntimeRunc && e.Container.Runtime != container.RuntimeDocker) {
+		return // Kubernetes pods are seeded from their manifest
+	}
+	if g.volSeeded.Contains(id) {
+		return
+	}
+	g.volSeeded.Add(id, struct{}{})
+	vols, err := container.WritableMounts(container.DefaultStateRoots(), id)
+	if err != nil || len(vols) == 0 {
+		return
+	}
+	if k, ok := baseline.KeyOf(e); ok {
+		g.detector.Seed(profile.Expected{Key: k, WritablePaths: vols})
+	}
 }

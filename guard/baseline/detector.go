@@ -27,8 +27,9 @@ type Config struct {
 	// inherited its predecessor's profile and learns only the difference
 	// (5m each).
 	InheritedMinLearn, InheritedStableAfter time.Duration
-	// RevisionGrace is how long after admission a revision counts as young
-	// and its deviations are scored down (48h).
+	// RevisionGrace is how long after admission a revision that inherited
+	// its predecessor's profile counts as young and its deviations are
+	// scored down (48h). A first revision is never young once ready.
 	RevisionGrace time.Duration
 	// Mode is the guard's mode; in audit mode an exec outside a locked
 	// profile yields a "would have blocked" alert.
@@ -183,6 +184,12 @@ type deviation struct {
 	b           Behavior
 	first, last time.Time
 	count       uint64
+	// minutes counts the distinct minutes in which the behavior was seen:
+	// persistence is recurrence over time, and one sweep that touches many
+	// files of one pattern (a checkpoint unlinking relation files) is one
+	// occurrence, not many.
+	minutes     uint64
+	lastMinute  int64
 	f           Factors
 	prio        alert.Priority
 	emitted     bool
@@ -559,8 +566,7 @@ func (d *Detector) novel(out []alert.Alert, p *Profile, b Behavior, ev *event.Ev
 	} else {
 		d.stats.Repeats++
 	}
-	dv.count++
-	dv.last = t
+	dv.seen(t)
 	d.score(p, dv, t)
 	if p.State == StateLearning {
 		// An inherited revision still learning its difference: learn what
@@ -644,6 +650,16 @@ func lockedExec(p *Profile, b Behavior) bool {
 	return p.State == StateLocked && (b.Cat == CatExec || b.Cat == CatExecName)
 }
 
+// seen records one sighting at t.
+func (dv *deviation) seen(t time.Time) {
+	dv.count++
+	dv.last = t
+	if m := t.Unix() / 60; dv.minutes == 0 || m != dv.lastMinute {
+		dv.minutes++
+		dv.lastMinute = m
+	}
+}
+
 // edgeOf returns the exec edge of an exec event, "" without ancestry.
 func edgeOf(ev *event.Event) string {
 	if ev == nil || ev.Kind != event.KindExec || len(ev.Proc.Ancestors) == 0 {
@@ -697,12 +713,22 @@ func (d *Detector) score(p *Profile, dv *deviation, t time.Time) {
 	if admitted.IsZero() {
 		admitted = p.Created
 	}
+	// Only a revision that inherited a predecessor's profile is young: its
+	// release explains the difference. A first revision's deploy-time
+	// novelty is what its learning window absorbed; once it is ready,
+	// nothing released explains a new behavior, and discounting it for
+	// RevisionGrace would fold a shell in a freshly learned container into
+	// its profile as informational.
+	age := time.Duration(-1)
+	if p.Parent != "" {
+		age = t.Sub(admitted)
+	}
 	share, known := p.HourActivity(t.In(d.cfg.Location).Hour())
 	dv.f = Factors{
 		Novelty:     w.novelty(dv.b, dv.dropped),
-		Release:     w.releaseFactor(windowOpen, t.Sub(admitted), d.cfg.RevisionGrace),
+		Release:     w.releaseFactor(windowOpen, age, d.cfg.RevisionGrace),
 		Hour:        w.hourFactor(share, known),
-		Persistence: w.persistence(dv.count, dv.last.Sub(dv.first)),
+		Persistence: w.persistence(dv.minutes, dv.last.Sub(dv.first)),
 	}
 	dv.f.compute()
 	dv.prio = PriorityFor(dv.f.Score)
@@ -853,8 +879,7 @@ func (d *Detector) rateDeviation(out []alert.Alert, p *Profile, in *instance, r 
 		dv.ev = in.sample[r]
 	}
 	dist := &p.Rates[r]
-	dv.count++
-	dv.last = t
+	dv.seen(t)
 	dv.detail = fmt.Sprintf("%d %s/min vs learned mean %.1f (threshold %.0f, z %.1f), %d consecutive minutes",
 		c, rateNames[r], dist.Mean, d.threshold(r, dist), dist.Z(c), in.streak[r])
 	d.score(p, dv, t)

@@ -2,6 +2,7 @@ package baseline
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"testing"
 	"time"
@@ -376,5 +377,101 @@ func TestLockedProfileEnforceModeLeavesBlockToEnforcer(t *testing.T) {
 		if a.Action == alert.ActionBlock {
 			t.Errorf("baseline claimed a block in enforce mode: %+v", a)
 		}
+	}
+}
+
+// TestFirstRevisionReadyIsNotYoung: a container with no predecessor (a
+// plain runc container, or a workload's first deployment) learns for its
+// window and is then scored in full. The young-revision discount is for a
+// release's difference; applied here, a shell minutes after the profile
+// became ready scored 0.15, was folded into the profile as informational
+// and never reached on-call (found by the real-server soak, guard/soak_test.go).
+func TestFirstRevisionReadyIsNotYoung(t *testing.T) {
+	start := time.Date(2026, 3, 2, 14, 0, 0, 0, time.UTC)
+	d, err := New(Config{MinLearn: 2 * time.Minute, StableAfter: time.Minute}, nil, func() time.Time { return start })
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := func(at time.Time, exe, parent string) *event.Event {
+		return &event.Event{Kind: event.KindExec, Time: at,
+			Proc:      event.Process{PID: 42, Exe: exe, Name: exe[1:], Ancestors: []event.Ancestor{{Name: parent[1:], Exe: parent}}},
+			Container: event.Container{ID: "4f1d9c2a", Runtime: "runc"}}
+	}
+	for m := 0; m < 4; m++ {
+		at := start.Add(time.Duration(m) * time.Minute)
+		if as := d.Observe(ev(at, "/usr/sbin/nginx", "/runc")); len(as) != 0 {
+			t.Fatalf("learning alerted: %s", as[0].Message)
+		}
+		d.Tick(at.Add(59 * time.Second))
+	}
+	k := profile.Key{Workload: "Container/4f1d9c2a", Container: "4f1d9c2a"}
+	if p, _ := d.Profile(k); p.State != StateReady {
+		t.Fatalf("profile %s after 4 minutes, want ready", p.State)
+	}
+	as := d.Observe(ev(start.Add(5*time.Minute), "/bin/sh", "/usr/sbin/nginx"))
+	if len(as) != 1 {
+		t.Fatalf("%d alerts for a shell in a ready profile, want 1", len(as))
+	}
+	a := as[0]
+	if a.Rule != "baseline.new_exec" || a.Priority != alert.Notice || a.Fields["baseline.release"] != 1.0 || a.Fields["baseline.learned"] != false {
+		t.Errorf("shell: %s %s release %v learned %v, want baseline.new_exec Notice, release 1, not learned",
+			a.Rule, a.Priority, a.Fields["baseline.release"], a.Fields["baseline.learned"])
+	}
+	if p, _ := d.Profile(k); p.Has(Behavior{CatExec, "/bin/sh"}) {
+		t.Error("the shell was folded into the profile")
+	}
+}
+
+// TestPersistenceCountsMinutesNotEvents: one sweep over many files of one
+// pattern is one occurrence. Postgres's checkpointer unlinks the files of
+// truncated relations in one pass two checkpoints after the truncate; scored
+// per event, the sweep's four unlinks escalated a lone non-sensitive write to
+// Notice in the real-server soak (guard/soak_test.go). The same pattern
+// recurring minute after minute still escalates.
+func TestPersistenceCountsMinutesNotEvents(t *testing.T) {
+	start := time.Date(2026, 3, 2, 14, 0, 0, 0, time.UTC)
+	d, err := New(Config{MinLearn: 2 * time.Minute, StableAfter: time.Minute}, nil, func() time.Time { return start })
+	if err != nil {
+		t.Fatal(err)
+	}
+	pg := "/usr/lib/postgresql/15/bin/postgres"
+	ev := func(at time.Time, kind event.Kind, path string) *event.Event {
+		return &event.Event{Kind: kind, Time: at, File: event.File{Path: path},
+			Proc:      event.Process{PID: 42, Exe: pg, Name: "postgres", Ancestors: []event.Ancestor{{Name: "runc", Exe: "/usr/sbin/runc"}}},
+			Container: event.Container{ID: "5545fcca", Runtime: "runc"}}
+	}
+	for m := 0; m < 4; m++ {
+		at := start.Add(time.Duration(m) * time.Minute)
+		d.Observe(ev(at, event.KindExec, ""))
+		d.Observe(ev(at, event.KindRename, "/var/lib/postgresql/data/pg_wal/000000010000000000000003"))
+		d.Tick(at.Add(59 * time.Second))
+	}
+	sweep := start.Add(10 * time.Minute)
+	var as []alert.Alert
+	for i := 0; i < 40; i++ {
+		as = append(as, d.Observe(ev(sweep.Add(time.Duration(i)*time.Millisecond), event.KindUnlink,
+			fmt.Sprintf("/var/lib/postgresql/data/base/5/%d", 16384+i)))...)
+	}
+	if len(as) != 1 || as[0].Priority != alert.Informational || as[0].Fields["baseline.persistence"] != 1.0 {
+		for _, a := range as {
+			t.Logf("%s %s", a.Priority, a.Message)
+		}
+		t.Fatalf("one sweep of 40 unlinks: %d alerts, want one Informational with persistence 1", len(as))
+	}
+	devs := d.Deviations()
+	if len(devs) != 1 || devs[0].Count != 40 {
+		t.Fatalf("deviations %+v, want one with count 40", devs)
+	}
+	// Recurring in three more minutes: persistence 1 + 0.15·log2(4) + 0.4·0.3.
+	var got []alert.Alert
+	for m := 1; m <= 3; m++ {
+		got = append(got, d.Observe(ev(sweep.Add(time.Duration(m)*time.Minute), event.KindUnlink, "/var/lib/postgresql/data/base/5/17000"))...)
+	}
+	if len(got) == 0 || got[len(got)-1].Priority != alert.Notice {
+		t.Fatalf("recurring over four minutes: %d alerts, want an escalation to Notice", len(got))
+	}
+	devs = d.Deviations()
+	if p := devs[0].Fields["baseline.persistence"].(float64); len(devs) != 1 || devs[0].Count != 43 || p < 1.41 || p > 1.43 {
+		t.Errorf("after four minutes: %d deviations, count %d, persistence %v; want 1, 43, 1.42", len(devs), devs[0].Count, p)
 	}
 }

@@ -56,17 +56,22 @@
 //	    credential reads, dropped executables and dangerous privilege
 //	    operations start at Warning.
 //	  - release: 0.25 while the workload's release window is open, 0.50 while
-//	    the revision is younger than RevisionGrace (48h), else 1. A rollout
-//	    explains change; alert floods after releases are what users of other
-//	    tools complain about most.
+//	    a revision that inherited its predecessor's profile is younger than
+//	    RevisionGrace (48h), else 1. A rollout explains change; alert floods
+//	    after releases are what users of other tools complain about most. A
+//	    first revision has no predecessor to differ from: its learning window
+//	    absorbed deploy-time novelty, so once ready it is scored in full.
 //	  - hour: 1.40 when the current hour of day saw less than half the events
 //	    of the workload's busiest hour (once every hour of the day has been
 //	    watched), else 1.
 //	    Relative to the peak because probes keep every hour somewhat busy.
-//	  - persistence: 1 + min(0.60, 0.15·log2(count)) + 0.40·min(1,
-//	    span/10m). One sighting is 1; recurring for ten minutes and dozens of
-//	    times nearly doubles the score. The logarithm keeps a flood from
-//	    saturating it at once.
+//	  - persistence: 1 + min(0.60, 0.15·log2(minutes)) + 0.40·min(1,
+//	    span/10m), where minutes counts the distinct minutes in which the
+//	    behavior was seen. One sighting is 1; recurring over ten minutes
+//	    nearly doubles the score. The logarithm keeps a long recurrence from
+//	    saturating it at once; counting minutes rather than events keeps one
+//	    sweep over many files of one pattern (a checkpoint unlinking
+//	    relation files) at one occurrence. Alerts carry the raw count.
 //
 // Rate anomalies: a finished minute whose count exceeds max(floor,
 // mean + 6·sd, 2·busiest learned minute) is anomalous (only once the

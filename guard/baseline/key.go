@@ -62,3 +62,6 @@ func keyOf(ev *event.Event) (profile.Key, bool) {
 	}
 	return profile.Key{Workload: "Container/" + name, Container: name, Revision: rev}, true
 }
+
+// KeyOf returns the profile key an event belongs to; false for host events.
+func KeyOf(ev *event.Event) (profile.Key, bool) { return keyOf(ev) }

@@ -70,3 +70,14 @@ func (d *Dist) Z(count uint32) float64 {
 	}
 	return (float64(count) - d.Mean) / sd
 }
+
+// RateDist returns the learned distribution of the named per-minute rate
+// ("fork", "exec", "connect" or "open").
+func (p *Profile) RateDist(name string) (Dist, bool) {
+	for r, n := range rateNames {
+		if n == name {
+			return p.Rates[r], true
+		}
+	}
+	return Dist{}, false
+}

@@ -85,9 +85,10 @@ func (w *Weights) hourFactor(activity float64, known bool) float64 {
 	return 1
 }
 
-// persistence grows with how often (log of the count, so a flood does not
-// saturate it at once) and how long (span between first and last sighting)
-// a deviation recurs. A single sighting is 1.
+// persistence grows with how often (log of the number of distinct minutes
+// it was seen in, so a flood does not saturate it at once) and how long
+// (span between first and last sighting) a deviation recurs. A single
+// sighting is 1.
 func (w *Weights) persistence(count uint64, span time.Duration) float64 {
 	p := 1.0
 	if count > 1 {

@@ -120,3 +120,71 @@ func scanStateRoots(roots []StateRoot, cgroup2Root string) (entries []stateEntry
 	}
 	return entries, bad
 }
+
+// ociMount is one mount in a libcontainer state.json's config.
+type ociMount struct {
+	Device      string `json:"device"`
+	Destination string `json:"destination"`
+	Flags       int    `json:"flags"`
+}
+
+// msRdonly and msBind are the mount(2) flags libcontainer records.
+const (
+	msRdonly = 0x1
+	msBind   = 0x1000
+)
+
+// WritableMounts returns the writable volumes of container id, from its
+// state.json under roots: the destinations of its read-write bind and tmpfs
+// mounts. It leaves out what the runtime mounts into every container (/dev,
+// /proc, /sys, including /dev/shm, a classic place to drop a payload) and
+// files under /etc that runtimes bind (hosts, resolv.conf, hostname). It is
+// outside Kubernetes what a pod's writable volumeMounts are inside: where
+// the workload is expected to write.
+func WritableMounts(roots []StateRoot, id string) ([]string, error) {
+	if id == "" || strings.ContainsAny(id, "/*?[") {
+		return nil, fmt.Errorf("container id %q: %w", id, ErrBadState)
+	}
+	for _, r := range roots {
+		pattern := r.Dir
+		for i := 1; i < r.Depth; i++ {
+			pattern = filepath.Join(pattern, "*")
+		}
+		matches, _ := filepath.Glob(filepath.Join(pattern, id, "state.json"))
+		for _, m := range matches {
+			b, err := os.ReadFile(m)
+			if err != nil {
+				continue
+			}
+			return writableMounts(b)
+		}
+	}
+	return nil, fmt.Errorf("state of %s: %w", id, ErrNotFound)
+}
+
+func writableMounts(stateJSON []byte) ([]string, error) {
+	var st struct {
+		Config struct {
+			Mounts []ociMount `json:"mounts"`
+		} `json:"config"`
+	}
+	if err := json.Unmarshal(stateJSON, &st); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrBadState, err)
+	}
+	var out []string
+	for _, m := range st.Config.Mounts {
+		dst := filepath.Clean(m.Destination)
+		if m.Flags&msRdonly != 0 || !filepath.IsAbs(dst) || dst == "/" {
+			continue
+		}
+		if m.Device != "tmpfs" && (m.Device != "bind" && m.Flags&msBind == 0) {
+			continue
+		}
+		under := func(dir string) bool { return dst == dir || strings.HasPrefix(dst, dir+"/") }
+		if under("/dev") || under("/proc") || under("/sys") || under("/etc") {
+			continue
+		}
+		out = append(out, dst)
+	}
+	return out, nil
+}

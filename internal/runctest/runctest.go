@@ -65,6 +65,23 @@ type Options struct {
 	Files map[string]string
 	// User runs the init process and Exec calls as this uid/gid (default 0).
 	UID, GID uint32
+	// Mounts adds bind mounts of host paths and fresh tmpfs mounts, in
+	// order, so a test can run a real server from the host's package files
+	// (e.g. /usr read-only) with a writable data directory.
+	Mounts []Mount
+	// Symlinks adds symlinks to the root filesystem: path inside the
+	// container → target, e.g. "lib" → "usr/lib" for a merged-/usr host.
+	Symlinks map[string]string
+}
+
+// Mount is one mount in a test container.
+type Mount struct {
+	// Dest is the absolute path inside the container; its mount point is
+	// created in the root filesystem (a file when Source is a file).
+	Dest string
+	// Source is the host path to bind; empty mounts a fresh tmpfs.
+	Source   string
+	ReadOnly bool
 }
 
 // Container is a running test container.
@@ -109,6 +126,9 @@ func Start(t testing.TB, opts Options) *Container {
 	}
 	c.Rootfs = filepath.Join(c.Bundle, "rootfs")
 	if err := buildRootfs(c.Rootfs, opts.Files); err != nil {
+		t.Fatalf("runctest: build rootfs: %v", err)
+	}
+	if err := addMountPoints(c.Rootfs, opts.Mounts, opts.Symlinks); err != nil {
 		t.Fatalf("runctest: build rootfs: %v", err)
 	}
 	if err := writeConfig(c.Bundle, c.CgroupsPath, opts); err != nil {
@@ -349,7 +369,9 @@ func buildRootfs(root string, files map[string]string) error {
 			return err
 		}
 	}
-	if err := os.Chmod(filepath.Join(root, "tmp"), 0o1777); err != nil {
+	// os.ModeSticky, not 0o1000: os.Chmod ignores raw permission bits
+	// above 0o777.
+	if err := os.Chmod(filepath.Join(root, "tmp"), 0o777|os.ModeSticky); err != nil {
 		return err
 	}
 	if err := copyFile(BusyboxPath, filepath.Join(root, "bin/busybox"), 0o755); err != nil {
@@ -392,6 +414,84 @@ func buildRootfs(root string, files map[string]string) error {
 		}
 	}
 	return nil
+}
+
+// addMountPoints creates the symlinks and, for each mount, its mount point:
+// a directory, or an empty file where the bound host path is a file.
+func addMountPoints(root string, mounts []Mount, links map[string]string) error {
+	for p, target := range links {
+		dst := filepath.Join(root, filepath.Clean("/"+p))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		if err := os.Symlink(target, dst); err != nil {
+			return fmt.Errorf("symlink %s: %w", p, err)
+		}
+	}
+	for _, m := range mounts {
+		if !filepath.IsAbs(m.Dest) {
+			return fmt.Errorf("mount destination %q is not absolute", m.Dest)
+		}
+		dst := filepath.Join(root, filepath.Clean(m.Dest))
+		if m.Source == "" {
+			// runc gives a tmpfs the mode of its mount point, not the
+			// mode= option: make it world-writable and sticky like /tmp,
+			// so servers running as their own user can write to it.
+			if err := os.MkdirAll(dst, 0o755); err != nil {
+				return err
+			}
+			if err := os.Chmod(dst, 0o777|os.ModeSticky); err != nil {
+				return err
+			}
+			continue
+		}
+		dir := true
+		if m.Source != "" {
+			fi, err := os.Stat(m.Source)
+			if err != nil {
+				return fmt.Errorf("mount source: %w", err)
+			}
+			dir = fi.IsDir()
+		}
+		if dir {
+			if err := os.MkdirAll(dst, 0o755); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		f, err := os.OpenFile(dst, os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			return err
+		}
+		f.Close()
+	}
+	return nil
+}
+
+// ociMounts renders mounts as OCI config entries.
+func ociMounts(mounts []Mount) []any {
+	out := make([]any, 0, len(mounts))
+	for _, m := range mounts {
+		if m.Source == "" {
+			opts := []any{"nosuid", "nodev"}
+			if m.ReadOnly {
+				opts = append(opts, "ro")
+			}
+			out = append(out, map[string]any{"destination": m.Dest, "type": "tmpfs", "source": "tmpfs", "options": opts})
+			continue
+		}
+		opts := []any{"rbind", "nosuid", "nodev"}
+		if m.ReadOnly {
+			opts = append(opts, "ro")
+		} else {
+			opts = append(opts, "rw")
+		}
+		out = append(out, map[string]any{"destination": m.Dest, "type": "bind", "source": m.Source, "options": opts})
+	}
+	return out
 }
 
 func copyFile(src, dst string, mode os.FileMode) error {
@@ -445,6 +545,9 @@ func writeConfig(bundle, cgroupsPath string, opts Options) error {
 		}
 	}
 	spec["root"] = map[string]any{"path": "rootfs", "readonly": false}
+	if len(opts.Mounts) > 0 {
+		spec["mounts"] = append(spec["mounts"].([]any), ociMounts(opts.Mounts)...)
+	}
 	linux := spec["linux"].(map[string]any)
 	linux["cgroupsPath"] = cgroupsPath
 	if opts.HostNetwork {

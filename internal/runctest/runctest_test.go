@@ -124,3 +124,41 @@ func TestReapOrphans(t *testing.T) {
 		}
 	})
 }
+
+// TestMountsRunHostBinaries binds the host's /usr read-only with merged-/usr
+// symlinks and a tmpfs data dir: a dynamically linked host binary runs, /usr
+// cannot be written, the tmpfs can, and a bound host file reads through.
+func TestMountsRunHostBinaries(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	if err := os.WriteFile(dir+"/conf", []byte("bound\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c := Start(t, Options{
+		Mounts: []Mount{
+			{Dest: "/usr", Source: "/usr", ReadOnly: true},
+			{Dest: "/data"},
+			{Dest: "/etc/app.conf", Source: dir + "/conf", ReadOnly: true},
+		},
+		Symlinks: map[string]string{"lib": "usr/lib", "lib64": "usr/lib64"},
+	})
+	out, err := c.Exec("/usr/bin/stat", "-c", "%F", "/usr/bin/stat")
+	if err != nil || strings.TrimSpace(string(out)) != "regular file" {
+		t.Fatalf("host stat in container: %v %q", err, out)
+	}
+	if out, err := c.Exec("touch", "/usr/vigil-rw-probe"); err == nil {
+		t.Fatalf("wrote to the read-only /usr bind: %q", out)
+	}
+	if out, err := c.Exec("sh", "-c", "echo x >/data/f && cat /data/f /etc/app.conf"); err != nil || string(out) != "x\nbound\n" {
+		t.Fatalf("tmpfs write / file bind: %v %q", err, out)
+	}
+	if _, err := os.Stat("/usr/vigil-rw-probe"); err == nil {
+		t.Fatal("the probe reached the host's /usr")
+	}
+	// A server running as its own user can write to a tmpfs and to /tmp.
+	nobody := Start(t, Options{UID: 65534, GID: 65534, Mounts: []Mount{{Dest: "/data"}}})
+	if out, err := nobody.Exec("sh", "-c", "echo y >/data/f && echo z >/tmp/f && cat /data/f /tmp/f && stat -c %A /data /tmp"); err != nil ||
+		string(out) != "y\nz\ndrwxrwxrwt\ndrwxrwxrwt\n" {
+		t.Fatalf("non-root tmpfs and /tmp: %v %q", err, out)
+	}
+}
