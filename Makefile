@@ -90,14 +90,23 @@ e2e:
 # deps.sh has just installed every toolchain, so a missing one is a bug.
 test: export CI := true
 test:
+	@echo "==> [$$(date -u +%T)] make test: deps"
 	@scripts/deps.sh all
+	@echo "==> [$$(date -u +%T)] make test: check-generate"
 	@$(MAKE) --no-print-directory check-generate
+	@echo "==> [$$(date -u +%T)] make test: rules"
 	@$(MAKE) --no-print-directory rules
+	@echo "==> [$$(date -u +%T)] make test: helm"
 	@$(MAKE) --no-print-directory helm
+	@echo "==> [$$(date -u +%T)] make test: unit"
 	@$(MAKE) --no-print-directory unit
+	@echo "==> [$$(date -u +%T)] make test: soak"
 	@$(MAKE) --no-print-directory soak
+	@echo "==> [$$(date -u +%T)] make test: vmtest"
 	@$(MAKE) --no-print-directory vmtest
+	@echo "==> [$$(date -u +%T)] make test: e2e"
 	@$(MAKE) --no-print-directory e2e
+	@echo "==> [$$(date -u +%T)] make test: all passed"
 
 bench: build
 	@scripts/deps.sh base
