@@ -88,6 +88,15 @@ func startGuard(t *testing.T, mutate func(*config.Config)) *recorder {
 // startGuardG is startGuard that also returns the running guard.
 func startGuardG(t *testing.T, mutate func(*config.Config)) (*recorder, *guard.Guard) {
 	t.Helper()
+	rec := &recorder{}
+	return rec, runTestGuard(t, mutate, rec.onAlert, rec.onEvent)
+}
+
+// runTestGuard runs a guard with the standard pack, no metrics listener and
+// no dedup, delivering alerts and events to the callbacks; it is stopped
+// and closed in the test's cleanup.
+func runTestGuard(t *testing.T, mutate func(*config.Config), onAlert func(*alert.Alert), onEvent func(*event.Event)) *guard.Guard {
+	t.Helper()
 	privtest.RequireBTF(t)
 	privtest.RequireTool(t, filepath.Join(packDir, "standard.wasm"))
 	cfg := config.Default()
@@ -101,9 +110,8 @@ func startGuardG(t *testing.T, mutate func(*config.Config)) (*recorder, *guard.G
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	rec := &recorder{}
 	ctx, cancel := context.WithCancel(context.Background())
-	g, err := guard.New(ctx, guard.Options{Config: cfg, Stdout: io.Discard, OnAlert: rec.onAlert, OnEvent: rec.onEvent,
+	g, err := guard.New(ctx, guard.Options{Config: cfg, Stdout: io.Discard, OnAlert: onAlert, OnEvent: onEvent,
 		Log: slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		cancel()
@@ -121,7 +129,7 @@ func startGuardG(t *testing.T, mutate func(*config.Config)) (*recorder, *guard.G
 		}
 	})
 	time.Sleep(300 * time.Millisecond) // let the reader goroutine start
-	return rec, g
+	return g
 }
 
 // TestAuditInRuncContainer runs a shell that reads /etc/shadow inside a real

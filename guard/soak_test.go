@@ -5,11 +5,8 @@ package guard_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
@@ -185,37 +182,7 @@ func (r *soakRecorder) waitFor(t *testing.T, after time.Time, d time.Duration, w
 
 func startSoakGuard(t *testing.T, rec *soakRecorder) *guard.Guard {
 	t.Helper()
-	privtest.RequireBTF(t)
-	privtest.RequireTool(t, filepath.Join(packDir, "standard.wasm"))
-	cfg := config.Default()
-	cfg.Environment = config.Staging // audit mode
-	cfg.StateDir = t.TempDir()
-	cfg.Rules.Dir = packDir
-	cfg.Rules.CacheDir = filepath.Join(os.TempDir(), "vigil-test-wazero-cache")
-	cfg.Metrics.Listen = ""
-	cfg.Output.DedupWindow = 0
-	off := false
-	cfg.Output.Stdout = &off
-	ctx, cancel := context.WithCancel(context.Background())
-	g, err := guard.New(ctx, guard.Options{Config: cfg, Stdout: io.Discard, OnAlert: rec.onAlert, OnEvent: rec.onEvent,
-		Log: slog.New(slog.NewTextHandler(logWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))})
-	if err != nil {
-		cancel()
-		t.Fatalf("guard.New: %v", err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("guard.Run: %v", err)
-		}
-		if err := g.Close(); err != nil {
-			t.Errorf("guard.Close: %v", err)
-		}
-	})
-	time.Sleep(300 * time.Millisecond) // let the reader goroutine start
-	return g
+	return runTestGuard(t, func(c *config.Config) { c.Environment = config.Staging }, rec.onAlert, rec.onEvent) // audit mode
 }
 
 // TestSoakRealServers is issue #6's real-server test: Debian's nginx,
