@@ -4,21 +4,16 @@ package e2e
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -361,70 +356,8 @@ func waitMetric(t *testing.T, ctx context.Context, wh *webhookProc, name, label 
 // checks (this test is about storage, not the Wasm pack).
 func startCRDWebhook(t *testing.T, bin, dir, kubeconfig string) *webhookProc {
 	t.Helper()
-	port := freePort(t)
-	tlsDir := filepath.Join(dir, "tls")
-	w := &webhookProc{url: "https://127.0.0.1:" + strconv.Itoa(port), caFile: filepath.Join(tlsDir, "ca.crt"), auditLog: filepath.Join(dir, "audit.jsonl")}
-	logPath := filepath.Join(dir, "webhook.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "webhook",
-		"--addr=127.0.0.1:"+strconv.Itoa(port), "--admission-rules=native",
-		"--self-signed", "--self-signed-dir="+tlsDir, "--self-signed-hosts=127.0.0.1,localhost",
-		"--store="+filepath.Join(dir, "webhook.db"), "--audit-log="+w.auditLog,
-		"--release-window=10m", "--default-mode=audit:baseline",
-		"--profiles-backend=crd", "--kubeconfig="+kubeconfig, "--crd-request-timeout=2s",
-	)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			if err != nil {
-				t.Errorf("webhook exit after SIGTERM: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-			t.Errorf("webhook ignored SIGTERM for 10s; killed")
-		}
-		logf.Close()
-		if t.Failed() {
-			t.Logf("webhook log:\n%s", tail(logPath, 40))
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("webhook exited: %v\n%s", err, tail(logPath, 40))
-		default:
-		}
-		if w.http == nil {
-			if pem, err := os.ReadFile(w.caFile); err == nil {
-				pool := x509.NewCertPool()
-				if pool.AppendCertsFromPEM(pem) {
-					w.http = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
-				}
-			}
-		}
-		if w.http != nil {
-			if body, err := w.get(t.Context(), "/healthz"); err == nil && strings.TrimSpace(body) == "ok" {
-				return w
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("webhook not healthy after 30s\n%s", tail(logPath, 40))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	return runWebhook(t, bin, dir, 30*time.Second, "--admission-rules=native",
+		"--profiles-backend=crd", "--kubeconfig="+kubeconfig, "--crd-request-timeout=2s")
 }
 
 // proxy forwards TCP to the API server. Down, it holds new connections

@@ -437,10 +437,30 @@ func (w *webhookProc) get(ctx context.Context, path string) (string, error) {
 	return string(b), err
 }
 
-// startWebhook runs `vigil webhook --self-signed` on a free loopback port
-// and waits for /healthz over TLS verified against the generated CA. The
-// process is stopped (SIGTERM, then SIGKILL) in the test's cleanup.
+// startWebhook runs `vigil webhook --self-signed` with the built-in Wasm PSS
+// pack on a free loopback port; see runWebhook.
 func startWebhook(t *testing.T, bin, dir string) *webhookProc {
+	t.Helper()
+	// The request path evaluates the built-in PSS pack in Wasm; `make rules`
+	// (run by `make test` before the e2e) builds it.
+	pack, err := filepath.Abs("../../wasm-rules/build/admission")
+	if err != nil {
+		t.Fatal(err)
+	}
+	privtest.RequireTool(t, filepath.Join(pack, "pss.wasm"))
+	// Generous: the webhook compiles the Wasm pack at start (cached on disk
+	// after the first run), which is slow on a loaded 2-core VM.
+	return runWebhook(t, bin, dir, 120*time.Second,
+		"--admission-rules="+pack, "--admission-rules-cache="+filepath.Join(os.TempDir(), "vigil-e2e-wazero-cache"),
+		"--namespace-mode="+nsEnforce+"=enforce:restricted")
+}
+
+// runWebhook runs `vigil webhook --self-signed` on a free loopback port with
+// a store, an audit log and default mode audit:baseline in dir, plus extra
+// flags, and waits up to ready for /healthz over TLS verified against the
+// generated CA. The process is stopped (SIGTERM, then SIGKILL) in the
+// test's cleanup.
+func runWebhook(t *testing.T, bin, dir string, ready time.Duration, extra ...string) *webhookProc {
 	t.Helper()
 	port := freePort(t)
 	tlsDir := filepath.Join(dir, "tls")
@@ -454,23 +474,15 @@ func startWebhook(t *testing.T, bin, dir string) *webhookProc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The request path evaluates the built-in PSS pack in Wasm; `make rules`
-	// (run by `make test` before the e2e) builds it.
-	pack, err := filepath.Abs("../../wasm-rules/build/admission")
-	if err != nil {
-		t.Fatal(err)
-	}
-	privtest.RequireTool(t, filepath.Join(pack, "pss.wasm"))
-	cmd := exec.Command(bin, "webhook",
-		"--addr=127.0.0.1:"+strconv.Itoa(port),
-		"--admission-rules="+pack, "--admission-rules-cache="+filepath.Join(os.TempDir(), "vigil-e2e-wazero-cache"),
-		"--self-signed", "--self-signed-dir="+tlsDir, "--self-signed-hosts=127.0.0.1,localhost",
-		"--store="+filepath.Join(dir, "webhook.db"),
-		"--audit-log="+w.auditLog,
+	args := append([]string{"webhook",
+		"--addr=127.0.0.1:" + strconv.Itoa(port),
+		"--self-signed", "--self-signed-dir=" + tlsDir, "--self-signed-hosts=127.0.0.1,localhost",
+		"--store=" + filepath.Join(dir, "webhook.db"),
+		"--audit-log=" + w.auditLog,
 		"--release-window=10m",
 		"--default-mode=audit:baseline",
-		"--namespace-mode="+nsEnforce+"=enforce:restricted",
-	)
+	}, extra...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -496,9 +508,7 @@ func startWebhook(t *testing.T, bin, dir string) *webhookProc {
 		}
 	})
 
-	// Generous: the webhook compiles the Go-built Wasm pack at start (cached
-	// on disk after the first run), which is slow on a loaded 2-core VM.
-	deadline := time.Now().Add(120 * time.Second)
+	deadline := time.Now().Add(ready)
 	for {
 		select {
 		case err := <-exited:
@@ -522,7 +532,7 @@ func startWebhook(t *testing.T, bin, dir string) *webhookProc {
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("webhook not healthy on %s after 30s\n%s", w.url, tail(logPath, 40))
+			t.Fatalf("webhook not healthy on %s after %v\n%s", w.url, ready, tail(logPath, 40))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
