@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
-	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -190,7 +189,7 @@ func mutate(r *rand.Rand, p event.AdmissionPod, n int) event.AdmissionPod {
 
 // assertPackMatchesNative evaluates p with the pack and compares each
 // level's violations with the native checks' as the Go-built pack renders
-// them (goPackMessage), truncation included.
+// them (pss.Message), truncation included.
 func assertPackMatchesNative(t *testing.T, w *WasmRules, p *event.AdmissionPod) {
 	t.Helper()
 	a := event.Admission{Kind: "Pod", Namespace: "fuzz", Operation: "CREATE", Pod: *p}
@@ -211,53 +210,12 @@ func assertPackMatchesNative(t *testing.T, w *WasmRules, p *event.AdmissionPod) 
 		// format is line based.
 		var want []pss.Violation
 		if len(native) > 0 {
-			want = levelViolations(RuleResult{Rule: "pod-security-" + level.String(), Message: goPackMessage(native)})
+			want = levelViolations(RuleResult{Rule: "pod-security-" + level.String(), Message: pss.Message(native, 1024)})
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("pod %+v at %s:\npack   %q\nnative %q", p, level, got, want)
 		}
 	}
-}
-
-// goPackMessage is message() of wasm-rules/admission/pss-go (package main,
-// not importable): the reference rendering of violations into one verdict
-// message of at most 1024 bytes.
-func goPackMessage(vs []pss.Violation) string {
-	const maxMessage = 1024
-	lines := make([]string, len(vs))
-	total := -1
-	for i, v := range vs {
-		lines[i] = v.Check + ": " + v.String()
-		total += 1 + len(lines[i])
-	}
-	if total <= maxMessage {
-		return strings.Join(lines, "\n")
-	}
-	budget := maxMessage - len("\ntruncated: 9999 more violations")
-	var b strings.Builder
-	i := 0
-	for ; i < len(lines); i++ {
-		sep := min(i, 1)
-		if b.Len()+sep+len(lines[i]) > budget {
-			break
-		}
-		if sep == 1 {
-			b.WriteByte('\n')
-		}
-		b.WriteString(lines[i])
-	}
-	if i == 0 {
-		n := budget
-		for n > 0 && lines[0][n]&0xc0 == 0x80 {
-			n--
-		}
-		b.WriteString(lines[0][:n])
-		i = 1
-	}
-	if n := len(lines) - i; n > 0 {
-		b.WriteString("\ntruncated: " + strconv.Itoa(n) + " more violations")
-	}
-	return b.String()
 }
 
 // jsonSafe replaces each byte that is not valid UTF-8 with U+FFFD, as

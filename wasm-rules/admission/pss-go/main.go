@@ -26,8 +26,6 @@ package main
 
 import (
 	"bytes"
-	"strconv"
-	"strings"
 
 	"github.com/vigilsec/vigil/guard/event"
 	vigil "github.com/vigilsec/vigil/sdk/go"
@@ -82,54 +80,8 @@ func rule(level pss.Level) func(*vigil.Event) vigil.Verdict {
 			// (a starved or failed call) is told apart from a clean one.
 			return vigil.Observe("pass")
 		}
-		return vigil.Fire(message(vs))
+		return vigil.Fire(pss.Message(vs, maxMessage))
 	}
-}
-
-// message renders violations one per line within maxMessage bytes.
-func message(vs []pss.Violation) string {
-	lines := make([]string, len(vs))
-	total := -1
-	for i, v := range vs {
-		lines[i] = v.Check + ": " + v.String()
-		total += 1 + len(lines[i])
-	}
-	if total <= maxMessage {
-		return strings.Join(lines, "\n")
-	}
-	// Room for the "truncated" line, whatever the count.
-	budget := maxMessage - len("\ntruncated: 9999 more violations")
-	var b strings.Builder
-	i := 0
-	for ; i < len(lines); i++ {
-		sep := min(i, 1)
-		if b.Len()+sep+len(lines[i]) > budget {
-			break
-		}
-		if sep == 1 {
-			b.WriteByte('\n')
-		}
-		b.WriteString(lines[i])
-	}
-	if i == 0 {
-		b.WriteString(truncate(lines[0], budget))
-		i = 1
-	}
-	if n := len(lines) - i; n > 0 {
-		b.WriteString("\ntruncated: " + strconv.Itoa(n) + " more violations")
-	}
-	return b.String()
-}
-
-// truncate cuts s to at most n bytes on a rune boundary.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && s[n]&0xc0 == 0x80 {
-		n--
-	}
-	return s[:n]
 }
 
 func init() {
