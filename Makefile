@@ -98,6 +98,8 @@ test:
 	@$(MAKE) --no-print-directory rules
 	@echo "==> [$$(date -u +%T)] make test: helm"
 	@$(MAKE) --no-print-directory helm
+	@echo "==> [$$(date -u +%T)] make test: image"
+	@$(MAKE) --no-print-directory image
 	@echo "==> [$$(date -u +%T)] make test: unit"
 	@$(MAKE) --no-print-directory unit
 	@echo "==> [$$(date -u +%T)] make test: soak"
